@@ -1,0 +1,392 @@
+//! The runtime against real compiled components: the example plugin and the
+//! hostile guests under `plugins/hostile/`, built by `scripts/build-plugins.sh`.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{ObjectStore, RUNTIME, component, configmap_kind, greeting, greeting_kind, load};
+use wasm_operator::runtime::{
+    CallContext, CallError, EventType, LoadError, LoadSource, PluginLimits, ReconcileInput,
+    Runtime, RuntimeConfig,
+};
+
+fn input(object: serde_json::Value) -> ReconcileInput {
+    ReconcileInput {
+        object,
+        settings: json!({}),
+        ..ReconcileInput::default()
+    }
+}
+
+#[tokio::test]
+async fn example_plugin_describes_itself_with_typed_fields() {
+    let plugin = load("example-plugin").await;
+    let description = plugin.description();
+    assert_eq!(description.name, "example-greeting");
+    assert_eq!(description.version, "0.1.0");
+    assert_eq!(description.target, greeting_kind());
+    assert_eq!(description.child_kinds, vec![configmap_kind()]);
+    assert_eq!(description.read_kinds, vec![configmap_kind()]);
+    assert!(!description.wants_sql);
+    assert_eq!(description.wit_version, "0.1.0");
+    assert!(description.settings_schema.is_object());
+    assert_eq!(
+        plugin.digest(),
+        &wasm_operator::runtime::PluginDigest::of(&component("example-plugin"))
+    );
+}
+
+#[tokio::test]
+async fn example_plugin_turns_a_greeting_into_a_configmap_and_a_ready_status() {
+    let plugin = load("example-plugin").await;
+    let store = Arc::new(ObjectStore::default());
+    store.insert(
+        configmap_kind(),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "audience", "namespace": "default"},
+               "data": {"who": "platform team"}}),
+    );
+    let object = greeting(
+        "hello",
+        json!({"greeting": "Hello", "audienceFrom": {"configMap": "audience", "key": "who"}}),
+    );
+    let decision = plugin
+        .reconcile(&input(object), store.context(&[configmap_kind()]))
+        .await
+        .expect("reconcile succeeds");
+
+    assert_eq!(decision.children.len(), 1);
+    let child = &decision.children[0];
+    assert_eq!(child["kind"], "ConfigMap");
+    assert_eq!(child["metadata"]["name"], "hello-greeting");
+    assert_eq!(child["metadata"]["namespace"], "default");
+    assert_eq!(child["data"]["message"], "Hello, platform team!");
+    let status = decision.status.expect("a status");
+    assert_eq!(status["message"], "Hello, platform team!");
+    let ready = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .expect("a Ready condition");
+    assert_eq!(ready["status"], "True");
+    assert!(decision.events.iter().all(|e| e.type_ == EventType::Normal));
+    assert!(
+        !decision.events.is_empty(),
+        "a changed message is announced by an event"
+    );
+}
+
+#[tokio::test]
+async fn example_plugin_refuses_an_empty_greeting_naming_the_field() {
+    let plugin = load("example-plugin").await;
+    let error = plugin
+        .reconcile(
+            &input(greeting("bad", json!({"greeting": ""}))),
+            CallContext::none(),
+        )
+        .await
+        .expect_err("an empty greeting is invalid");
+    match &error {
+        CallError::Guest {
+            reason,
+            message,
+            retryable,
+        } => {
+            assert_eq!(reason, "InvalidSpec");
+            assert!(message.contains("spec.greeting"), "{message}");
+            assert!(!retryable);
+        }
+        other => panic!("expected the plugin's own error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_stopped_at_the_deadline_and_the_plugin_keeps_working() {
+    let deadline = Duration::from_millis(300);
+    let plugin = load("hostile-loop").await.with_limits(PluginLimits {
+        deadline,
+        ..PluginLimits::default()
+    });
+    let started = Instant::now();
+    let error = plugin
+        .reconcile(
+            &input(greeting("spin", json!({"greeting": "hi"}))),
+            CallContext::none(),
+        )
+        .await
+        .expect_err("an endless loop cannot finish");
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(error, CallError::DeadlineExceeded { .. }),
+        "{error:?}"
+    );
+    assert!(
+        elapsed < deadline + Duration::from_millis(100),
+        "stopped after {elapsed:?}, deadline {deadline:?}"
+    );
+    // A trapped instance is dropped with its store: the next call starts fresh.
+    let decision = plugin
+        .finalize(
+            &input(greeting("spin", json!({"greeting": "hi"}))),
+            CallContext::none(),
+        )
+        .await
+        .expect("the next call to the same plugin succeeds");
+    assert!(decision.done);
+}
+
+#[tokio::test]
+async fn a_one_gib_allocation_fails_at_the_memory_cap() {
+    let plugin = load("hostile-memory").await;
+    let started = Instant::now();
+    let error = plugin
+        .reconcile(
+            &input(greeting("hog", json!({"greeting": "hi"}))),
+            CallContext::none(),
+        )
+        .await
+        .expect_err("1 GiB does not fit in 64 MiB");
+    match error {
+        CallError::MemoryLimit { limit_bytes } => assert_eq!(limit_bytes, 64 << 20),
+        other => panic!("expected a memory limit error, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_panic_comes_back_as_a_clear_error_with_its_message() {
+    let plugin = load("hostile-panic").await;
+    let error = plugin
+        .reconcile(
+            &input(greeting("boom", json!({"greeting": "hi"}))),
+            CallContext::none(),
+        )
+        .await
+        .expect_err("the guest panics");
+    match &error {
+        CallError::Panic { message } => {
+            assert!(
+                message.contains("deliberate panic from hostile-panic"),
+                "{message}"
+            )
+        }
+        other => panic!("expected a panic error, got {other:?}"),
+    }
+    assert!(
+        error.to_string().starts_with("plugin panicked: "),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_output_is_refused() {
+    // Memory enough to build 16 MiB of output, so the output cap is what stops it.
+    let plugin = load("hostile-output").await.with_limits(PluginLimits {
+        memory_bytes: 256 << 20,
+        ..PluginLimits::default()
+    });
+    let error = plugin
+        .reconcile(
+            &input(greeting("big", json!({"greeting": "hi"}))),
+            CallContext::none(),
+        )
+        .await
+        .expect_err("16 MiB of status is over the cap");
+    match error {
+        CallError::OutputTooLarge { size, limit } => {
+            assert!(size >= 16 << 20, "{size}");
+            assert_eq!(limit, PluginLimits::default().max_output_bytes);
+        }
+        other => panic!("expected an output size error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn files_environment_and_network_are_out_of_reach_inside_the_guest() {
+    // A real listener the guest is asked to reach: a connection would show here.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // SAFETY: set before any plugin call in this test; other tests do not read it.
+    unsafe { std::env::set_var("WASM_OPERATOR_TEST_SECRET", "leaked") };
+    let plugin = load("hostile-escape").await;
+    let decision = plugin
+        .reconcile(
+            &input(greeting("escape", json!({"greeting": "hi", "port": port}))),
+            CallContext::none(),
+        )
+        .await
+        .expect("the escape attempts fail inside the guest, not the call");
+    let status = decision.status.expect("the guest reports what it tried");
+    for attempt in ["file", "dir", "env", "socket", "dns"] {
+        assert_eq!(
+            status[attempt]["ok"], false,
+            "{attempt} should have failed inside the guest: {}",
+            status[attempt]
+        );
+    }
+    assert_eq!(
+        status["envCount"]["detail"], "0",
+        "the guest sees no environment: {}",
+        status["envCount"]
+    );
+    let accepted = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
+    assert!(accepted.is_err(), "the guest reached the listener");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_guests_do_not_disturb_concurrent_calls_to_another_plugin() {
+    let example = load("example-plugin").await;
+    let hostile = [
+        load("hostile-loop")
+            .await
+            .with_limits(support::limits_with_deadline(500)),
+        load("hostile-memory").await,
+        load("hostile-panic").await,
+        load("hostile-output").await,
+    ];
+    let attacks: Vec<_> = hostile
+        .into_iter()
+        .map(|plugin| {
+            tokio::spawn(async move {
+                plugin
+                    .reconcile(
+                        &input(greeting("x", json!({"greeting": "hi"}))),
+                        CallContext::none(),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let loop_attack_started = Instant::now();
+    let mut good = 0;
+    while loop_attack_started.elapsed() < Duration::from_millis(400) {
+        let decision = example
+            .reconcile(
+                &input(greeting("calm", json!({"greeting": "Hello"}))),
+                CallContext::none(),
+            )
+            .await
+            .expect("the example plugin keeps working");
+        assert_eq!(decision.children[0]["data"]["message"], "Hello, world!");
+        good += 1;
+    }
+    assert!(
+        good >= 10,
+        "only {good} example reconciles completed beside the hostile calls"
+    );
+    for attack in attacks {
+        assert!(attack.await.unwrap().is_err(), "every hostile call fails");
+    }
+}
+
+#[tokio::test]
+async fn a_core_module_is_refused_as_not_a_component() {
+    let core_module = b"\0asm\x01\0\0\0";
+    let error = RUNTIME.load(core_module).await.expect_err("a core module");
+    assert!(
+        matches!(error, LoadError::NotAComponent { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("core WebAssembly module"),
+        "{error}"
+    );
+    let error = RUNTIME
+        .load(b"#!/bin/sh\necho hi\n")
+        .await
+        .expect_err("not wasm at all");
+    assert!(
+        error.to_string().contains("no WebAssembly magic number"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_component_is_refused_as_malformed() {
+    let mut bytes = component("example-plugin");
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 64].fill(0xff);
+    let error = RUNTIME.load(&bytes).await.expect_err("corrupt bytes");
+    assert!(matches!(error, LoadError::Malformed { .. }), "{error:?}");
+    assert!(
+        error.to_string().starts_with("malformed component sha256:"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_component_without_reconcile_is_refused_naming_the_export() {
+    let error = RUNTIME
+        .load(&component("hostile-no-reconcile"))
+        .await
+        .expect_err("reconcile is missing");
+    assert!(
+        matches!(error, LoadError::MissingExport { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("wasm-operator:plugin/reconciler@0.1.0#reconcile"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_component_for_another_major_wit_version_is_refused_naming_both_versions() {
+    let error = RUNTIME
+        .load(&component("hostile-wit-v1"))
+        .await
+        .expect_err("WIT 1.0.0 is not 0.1.x");
+    assert!(
+        matches!(error, LoadError::IncompatibleWit { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("wasm-operator:plugin@1.0.0"), "{message}");
+    assert!(message.contains(">=0.1.0, <0.2.0"), "{message}");
+}
+
+#[tokio::test]
+async fn a_restarted_runtime_loads_from_the_cache_and_survives_a_corrupt_entry() {
+    let dir = tempdir("cache-restart");
+    let config = RuntimeConfig {
+        cache_dir: Some(dir.clone()),
+        disable_pooling: true,
+    };
+    let bytes = component("example-plugin");
+    let first = Runtime::new(&config).unwrap().load(&bytes).await.unwrap();
+    assert_eq!(first.load_report().0, LoadSource::Compiled);
+
+    let restarted = Runtime::new(&config).unwrap();
+    let second = restarted.load(&bytes).await.unwrap();
+    assert_eq!(second.load_report().0, LoadSource::Cached);
+
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"not a precompiled component").unwrap();
+    }
+    let third = Runtime::new(&config).unwrap().load(&bytes).await.unwrap();
+    assert_eq!(
+        third.load_report().0,
+        LoadSource::Compiled,
+        "a corrupt entry is a miss"
+    );
+    let decision = third
+        .reconcile(
+            &input(greeting("after", json!({"greeting": "Hi"}))),
+            CallContext::none(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(decision.children[0]["data"]["message"], "Hi, world!");
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

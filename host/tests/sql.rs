@@ -1,0 +1,243 @@
+//! The SQL executor against a real, throwaway PostgreSQL server.
+
+mod support;
+
+use std::time::Duration;
+
+use support::postgres::PgServer;
+use wasm_operator::runtime::{SqlPlan, SqlStatement, SqlValue};
+use wasm_operator::sql::{self, SqlError};
+
+fn statement(text: &str) -> SqlStatement {
+    SqlStatement {
+        statement: text.to_owned(),
+        params: Vec::new(),
+        non_transactional: false,
+        sensitive: false,
+        summary: text.to_owned(),
+    }
+}
+
+fn plan(statements: Vec<SqlStatement>) -> SqlPlan {
+    SqlPlan {
+        server: "default/test".into(),
+        database: None,
+        statements,
+    }
+}
+
+async fn exists(client: &tokio_postgres::Client, query: &str, name: &str) -> bool {
+    client.query_opt(query, &[&name]).await.unwrap().is_some()
+}
+
+#[tokio::test]
+async fn a_plan_runs_create_database_alone_and_groups_the_rest_in_transactions() {
+    let server = PgServer::start();
+    let mut client = sql::connect(&server.connection(), None).await.unwrap();
+    let mut create_database = statement(r#"CREATE DATABASE "app-db" OWNER "app""#);
+    create_database.non_transactional = true;
+    let report = sql::run_plan(
+        &mut client,
+        &plan(vec![
+            statement(r#"CREATE ROLE "app" LOGIN"#),
+            statement(r#"COMMENT ON ROLE "app" IS 'managed'"#),
+            create_database,
+            statement(r#"GRANT CONNECT ON DATABASE "app-db" TO "app""#),
+        ]),
+    )
+    .await
+    .expect("the plan runs");
+    assert_eq!(report.executed, 4);
+    assert_eq!(report.transactions, 2);
+    assert!(exists(&client, "SELECT 1 FROM pg_roles WHERE rolname = $1", "app").await);
+    assert!(
+        exists(
+            &client,
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            "app-db"
+        )
+        .await
+    );
+}
+
+#[tokio::test]
+async fn a_failing_statement_rolls_back_its_group_and_stops_the_plan() {
+    let server = PgServer::start();
+    let mut client = sql::connect(&server.connection(), None).await.unwrap();
+    let error = sql::run_plan(
+        &mut client,
+        &plan(vec![
+            statement("CREATE TABLE kept (id int)"),
+            {
+                let mut s = statement("CREATE DATABASE separate");
+                s.non_transactional = true;
+                s
+            },
+            statement("CREATE TABLE rolled_back (id int)"),
+            statement("INSERT INTO missing_table VALUES (1)"),
+            statement("CREATE TABLE never_run (id int)"),
+        ]),
+    )
+    .await
+    .expect_err("the insert fails");
+    match &error {
+        SqlError::Statement {
+            index,
+            code,
+            message,
+            ..
+        } => {
+            assert_eq!(*index, 3);
+            assert_eq!(code, "42P01");
+            assert!(message.contains("missing_table"), "{message}");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    let table = "SELECT 1 FROM pg_tables WHERE tablename = $1";
+    assert!(
+        exists(&client, table, "kept").await,
+        "an earlier group stays applied"
+    );
+    assert!(
+        !exists(&client, table, "rolled_back").await,
+        "the failing group is rolled back"
+    );
+    assert!(
+        !exists(&client, table, "never_run").await,
+        "the plan stops at the failure"
+    );
+}
+
+#[tokio::test]
+async fn errors_of_sensitive_statements_never_repeat_their_text() {
+    let server = PgServer::start();
+    let mut client = sql::connect(&server.connection(), None).await.unwrap();
+    let mut secret = statement("ALTER ROLE nobody_here PASSWORD 'SCRAM-SHA-256$4096:TOPSECRET'");
+    secret.sensitive = true;
+    secret.summary = "set the password of role nobody_here".into();
+    let error = sql::run_plan(&mut client, &plan(vec![secret]))
+        .await
+        .expect_err("no such role");
+    let shown = format!("{error} {error:?}");
+    assert!(!shown.contains("TOPSECRET"), "{shown}");
+    assert!(
+        shown.contains("set the password of role nobody_here"),
+        "{shown}"
+    );
+    assert!(shown.contains("42704"), "the SQLSTATE is kept: {shown}");
+}
+
+#[tokio::test]
+async fn parameters_are_bound_never_spliced() {
+    let server = PgServer::start();
+    let mut client = sql::connect(&server.connection(), None).await.unwrap();
+    let hostile = r#"x'); DROP TABLE victims; --"#;
+    let mut insert = statement("INSERT INTO victims (name, n) VALUES ($1, $2)");
+    insert.params = vec![SqlValue::Text(hostile.into()), SqlValue::Int(7)];
+    sql::run_plan(
+        &mut client,
+        &plan(vec![
+            statement("CREATE TABLE victims (name text, n int4)"),
+            insert,
+        ]),
+    )
+    .await
+    .unwrap();
+    let row = client
+        .query_one("SELECT name, n FROM victims", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), hostile);
+    assert_eq!(row.get::<_, i32>(1), 7);
+}
+
+#[tokio::test]
+async fn read_only_queries_return_typed_values_and_cannot_write() {
+    let server = PgServer::start();
+    let mut client = sql::connect(&server.connection(), None).await.unwrap();
+    let result = sql::query_read_only(
+        &mut client,
+        "SELECT $1::int4 + 1 AS n, $2::text AS t, NULL::text AS missing, '{\"a\":1}'::jsonb AS j, true AS b",
+        &[SqlValue::Int(41), SqlValue::Text("hi".into())],
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(result.columns, ["n", "t", "missing", "j", "b"]);
+    let row = &result.rows[0];
+    assert!(matches!(row[0], SqlValue::Int(42)), "{row:?}");
+    assert!(matches!(&row[1], SqlValue::Text(t) if t == "hi"), "{row:?}");
+    assert!(matches!(row[2], SqlValue::Null), "{row:?}");
+    assert!(
+        matches!(&row[3], SqlValue::Json(j) if j == r#"{"a":1}"#),
+        "{row:?}"
+    );
+    assert!(matches!(row[4], SqlValue::Boolean(true)), "{row:?}");
+
+    let error = sql::query_read_only(
+        &mut client,
+        "CREATE TABLE t (id int)",
+        &[],
+        Duration::from_secs(2),
+    )
+    .await
+    .expect_err("writes are refused");
+    assert!(
+        matches!(&error, SqlError::Query { code, .. } if code == "25006"),
+        "{error:?}"
+    );
+
+    let error = sql::query_read_only(
+        &mut client,
+        "SELECT pg_sleep(5)",
+        &[],
+        Duration::from_millis(100),
+    )
+    .await
+    .expect_err("the statement timeout applies");
+    assert!(
+        matches!(&error, SqlError::Query { code, .. } if code == "57014"),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_value_of_the_wrong_type_is_refused_naming_the_parameter() {
+    let server = PgServer::start();
+    let mut client = sql::connect(&server.connection(), None).await.unwrap();
+    let error = sql::query_read_only(
+        &mut client,
+        "SELECT 1 WHERE $1::int4 > 0",
+        &[SqlValue::Text("one".into())],
+        Duration::from_secs(2),
+    )
+    .await
+    .expect_err("text is not an int4");
+    assert_eq!(
+        error.to_string(),
+        "statement 0: parameter $1 (text) cannot be bound to type int4"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_reported_naming_the_server() {
+    let server = PgServer::start();
+    let mut connection = server.connection();
+    connection.password = "wrong".into();
+    let error = sql::connect(&connection, None)
+        .await
+        .expect_err("bad password");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("127.0.0.1:{}", server.port)),
+        "{message}"
+    );
+    assert!(
+        message.contains("password authentication failed"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("wrong"),
+        "the password is not echoed: {message}"
+    );
+}

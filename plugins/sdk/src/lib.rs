@@ -1,0 +1,145 @@
+//! Guest SDK for wasm-operator reconciler plugins.
+//!
+//! A plugin decides; the host acts. Implement [`Plugin`] on a unit struct,
+//! read what you need through the [`Context`], return children, status, SQL
+//! plans and events as a [`Response`], and export it with [`export_plugin!`].
+//! Build with `cargo build --target wasm32-wasip2` (see
+//! `scripts/build-plugins.sh`); test the same code natively with [`TestHost`].
+//!
+//! ```
+//! use serde::Deserialize;
+//! use serde_json::json;
+//! use wasm_operator_sdk::{
+//!     ChildBuilder, Condition, Conditions, Context, GroupVersionKind, Plugin, PluginError,
+//!     PluginInfo, Request, Response, TestHost, export_plugin,
+//! };
+//!
+//! #[derive(Deserialize)]
+//! struct Spec {
+//!     motd: String,
+//! }
+//!
+//! struct Motd;
+//!
+//! impl Plugin for Motd {
+//!     fn describe() -> PluginInfo {
+//!         PluginInfo::new("motd", "0.1.0", GroupVersionKind::new("example.com", "v1", "Motd"))
+//!             .child_kind(GroupVersionKind::core("v1", "ConfigMap"))
+//!     }
+//!
+//!     fn reconcile(ctx: &Context<'_>, req: &Request) -> Result<Response, PluginError> {
+//!         let spec: Spec = req.object.spec()?; // errors name the field: `spec.motd: …`
+//!         ctx.info("reconciling", &[("name", req.object.name())]);
+//!         let child = ChildBuilder::config_map(format!("{}-motd", req.object.name()))
+//!             .namespace(req.object.namespace().unwrap_or_default())
+//!             .data("motd", spec.motd)
+//!             .build();
+//!         let conditions = Conditions::from_object(&req.object)
+//!             .set(Condition::ready("Reconciled", "motd is published"), ctx.now());
+//!         Ok(Response::new()
+//!             .child(child)
+//!             .status(json!({ "conditions": conditions })))
+//!     }
+//! }
+//!
+//! export_plugin!(Motd);
+//!
+//! // The same logic, natively:
+//! let host = TestHost::new();
+//! let object = json!({
+//!     "apiVersion": "example.com/v1", "kind": "Motd",
+//!     "metadata": {"name": "hi", "namespace": "demo", "generation": 1},
+//!     "spec": {"motd": "hello"}
+//! });
+//! let response = Motd::reconcile(&Context::new(&host), &Request::new(object)).unwrap();
+//! assert_eq!(response.children[0]["data"]["motd"], "hello");
+//! ```
+//!
+//! # What a plugin may do
+//! Only what the host grants: log, read cached objects of the kinds it
+//! declared in [`PluginInfo::read_kind`], and query the servers it is given.
+//! A component has no files, sockets, environment or arguments; every write
+//! is data in the response that the host checks against the grants.
+
+#![warn(missing_docs)]
+
+mod admission;
+#[doc(hidden)]
+pub mod bindings;
+mod child;
+mod conditions;
+mod context;
+mod error;
+mod event;
+mod export;
+mod kind;
+mod object;
+mod password;
+mod plugin;
+mod reconcile;
+mod selector;
+mod sql;
+mod testing;
+mod wasm_host;
+
+pub use admission::{AdmissionRequest, Mutation, Operation, Validation};
+pub use child::ChildBuilder;
+pub use conditions::{Condition, ConditionStatus, Conditions, READY};
+pub use context::{Context, Host, Level};
+pub use error::{HostCall, HostError, PluginError};
+pub use event::{Event, EventType};
+pub use kind::GroupVersionKind;
+pub use object::{DecodeError, DecodeTarget, Object};
+pub use password::{RandomError, generate_password, scram_sha_256_verifier};
+pub use plugin::{AdmissionPlugin, Plugin, PluginInfo};
+pub use reconcile::{FinalizeResponse, Request, Response};
+pub use selector::{LabelSelector, SelectorError};
+pub use sql::{
+    MAX_IDENTIFIER_BYTES, QueryResult, QuoteError, SqlPlan, SqlStatement, SqlValue,
+    quote_identifier, quote_literal,
+};
+pub use testing::{LogRecord, QueryRecord, TestHost};
+
+/// Items the export macros expand to. Not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::bindings::admission::export_admission_world;
+    pub use crate::bindings::plugin::export_plugin_world;
+    pub use crate::export::Exported;
+}
+
+/// Exports a [`Plugin`] as the component's `reconciler` (world `plugin`).
+///
+/// Invoke it once, at the top level of a `cdylib` crate. It expands to
+/// nothing on non-wasm targets, so the same crate can be an `rlib` for native
+/// tests and benchmarks.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type __WasmOperatorExported = $crate::__private::Exported<$plugin>;
+            $crate::__private::export_plugin_world!(
+                __WasmOperatorExported with_types_in $crate::bindings::plugin
+            );
+        };
+    };
+}
+
+/// Exports an [`AdmissionPlugin`] as the component's `reconciler` and
+/// `admission` (world `admission-plugin`). Use instead of [`export_plugin!`].
+#[macro_export]
+macro_rules! export_admission_plugin {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type __WasmOperatorExported = $crate::__private::Exported<$plugin>;
+            $crate::__private::export_plugin_world!(
+                __WasmOperatorExported with_types_in $crate::bindings::plugin
+            );
+            $crate::__private::export_admission_world!(
+                __WasmOperatorExported with_types_in $crate::bindings::admission
+            );
+        };
+    };
+}
