@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
+mod operator;
+
 use wasm_operator::runtime::{
     CallContext, Decision, EventType, Plugin, ReconcileInput, Runtime, RuntimeConfig,
 };
@@ -27,9 +29,47 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs the operator against the cluster of the current kubeconfig (or
+    /// the in-cluster service account).
+    Run(RunArgs),
+    /// Prints the operator's CRDs as YAML (the files under `crds/`).
+    Crd,
     /// Work with plugin components locally.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "WASM_OPERATOR_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: std::net::SocketAddr,
+    /// Reconcile every object at least this often, in seconds (drift repair).
+    #[arg(long, env = "WASM_OPERATOR_RESYNC_SECONDS", default_value_t = 300)]
+    resync_seconds: u64,
+    /// Elect one leader among replicas through a Lease; only the leader reconciles.
+    #[arg(long, env = "WASM_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(
+        long,
+        env = "WASM_OPERATOR_LEASE_NAMESPACE",
+        default_value = "wasm-operator"
+    )]
+    lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "WASM_OPERATOR_LEASE_NAME",
+        default_value = "wasm-operator"
+    )]
+    lease_name: String,
+    /// How long a leader's Lease stays valid without renewal, in seconds.
+    #[arg(long, env = "WASM_OPERATOR_LEASE_SECONDS", default_value_t = 15)]
+    lease_seconds: u64,
+    /// This replica's identity (default: $POD_NAME, else host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +124,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         disable_pooling: false,
     })?;
     match cli.command {
+        Command::Run(args) => operator::run(args, runtime).await?,
+        Command::Crd => {
+            for (file, crd) in wasm_operator::crd::all() {
+                println!("# crds/{file}");
+                println!("{}---", wasm_operator::crd::to_yaml(&crd)?);
+            }
+        }
         Command::Plugin(PluginCommand::Inspect { file }) => {
             let plugin = load(&runtime, &file).await?;
             let d = plugin.description();

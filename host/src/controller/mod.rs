@@ -1,0 +1,776 @@
+//! One controller per bound plugin: watches the plugin's kind and its
+//! children, asks the plugin for a decision, checks it against the grants,
+//! and carries it out (SQL, server-side apply of children, pruning, status,
+//! events, finalizer).
+
+mod grants;
+mod services;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use kube::runtime::controller::{Action, Config as ControllerConfig};
+use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+
+pub use grants::{EffectiveGrants, Refusal, check_decision, kind_of};
+pub use services::{KindResolver, KubeServices};
+
+use crate::metrics::{Export, Metrics, Outcome, WriteVerb};
+use crate::runtime::{
+    CallContext, CallError, Decision, Event, EventType, ObjectKind, Plugin, ReconcileInput,
+};
+
+/// Label on every child: the plugin that manages it.
+pub const PLUGIN_LABEL: &str = "systems.mikemiller.tech/plugin";
+/// Label on every child: the uid of its owner, to find children cheaply.
+pub const OWNER_UID_LABEL: &str = "systems.mikemiller.tech/owner-uid";
+/// Status field naming the digest of the plugin that last reconciled the object.
+pub const DIGEST_FIELD: &str = "pluginDigest";
+
+/// A plugin bound to its kind, with the settings and grants it runs under.
+#[derive(Debug, Clone)]
+pub struct PluginBinding {
+    /// The plugin, with the binding's limits.
+    pub plugin: Plugin,
+    /// What it may read and write.
+    pub grants: EffectiveGrants,
+    /// The binding's settings.
+    pub settings: Value,
+    /// Objects reconciled at once.
+    pub concurrency: u16,
+}
+
+impl PluginBinding {
+    /// The finalizer this plugin puts on the objects it reconciles.
+    pub fn finalizer(&self) -> String {
+        format!(
+            "plugins.systems.mikemiller.tech/{}",
+            self.plugin.description().name
+        )
+    }
+
+    /// The server-side apply field manager of this plugin.
+    pub fn field_manager(&self) -> String {
+        format!("wasm-operator.{}", self.plugin.description().name)
+    }
+}
+
+/// Settings shared by every plugin controller.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Reconcile every object this often even without changes (drift repair).
+    pub resync: Duration,
+    /// The name events are reported under.
+    pub reporter: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(300),
+            reporter: "wasm-operator".into(),
+        }
+    }
+}
+
+/// What stopped a reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The plugin did not produce a decision.
+    #[error("plugin {plugin} failed: {source}")]
+    Plugin {
+        /// The plugin's name.
+        plugin: String,
+        /// Why.
+        #[source]
+        source: CallError,
+    },
+    /// The decision reached outside the plugin's grants; nothing was applied.
+    #[error("decision of plugin {plugin} refused: {source}")]
+    Refused {
+        /// The plugin's name.
+        plugin: String,
+        /// What was outside the grants.
+        #[source]
+        source: Refusal,
+    },
+    /// The decision includes SQL, but no database server is available.
+    #[error(
+        "the decision includes SQL for {server}, but no PostgreSQL server is registered under that name"
+    )]
+    NoServer {
+        /// The server named in the plan.
+        server: String,
+    },
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API call failed while {action}: {source}")]
+    Kube {
+        /// What the host was doing.
+        action: &'static str,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Adding or removing the finalizer failed.
+    #[error("finalizer handling failed: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<ReconcileError>>),
+}
+
+impl ReconcileError {
+    /// A bounded reason for conditions, events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Plugin { source, .. } => source.reason(),
+            Self::Refused { .. } => "OutputRefused",
+            Self::NoServer { .. } => "ServerUnavailable",
+            Self::Kube { .. } => "KubernetesApiError",
+            Self::Finalizer(_) => "FinalizerError",
+        }
+    }
+}
+
+impl ReconcileError {
+    /// The reason shown in the `Ready` condition and the Warning event: the
+    /// plugin's own reason when it returned an error.
+    pub fn condition_reason(&self) -> String {
+        match self {
+            Self::Plugin {
+                source: CallError::Guest { reason, .. },
+                ..
+            } => reason.clone(),
+            other => other.reason().to_owned(),
+        }
+    }
+}
+
+fn kube_error(action: &'static str) -> impl FnOnce(kube::Error) -> ReconcileError {
+    move |source| ReconcileError::Kube { action, source }
+}
+
+/// The state one plugin's controller shares between reconciles.
+struct Context {
+    client: Client,
+    binding: PluginBinding,
+    target: ApiResource,
+    target_namespaced: bool,
+    children: Vec<(ObjectKind, ApiResource, bool)>,
+    kinds: Arc<KindResolver>,
+    recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+}
+
+/// Runs the controller of one bound plugin until `shutdown` resolves;
+/// reconciles in flight then finish.
+///
+/// # Errors
+/// When the plugin's kinds are not served by the API server.
+pub async fn run(
+    client: Client,
+    binding: PluginBinding,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), ReconcileError> {
+    let kinds = Arc::new(KindResolver::default());
+    let description = binding.plugin.description().clone();
+    let (target, target_namespaced) = kinds
+        .resolve(&client, &description.target)
+        .await
+        .map_err(kube_error("discovering the target kind"))?;
+    let mut children = Vec::new();
+    for kind in &binding.grants.child_kinds {
+        let (resource, namespaced) = kinds
+            .resolve(&client, kind)
+            .await
+            .map_err(kube_error("discovering a child kind"))?;
+        children.push((kind.clone(), resource, namespaced));
+    }
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: settings.reporter.clone(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let concurrency = binding.concurrency;
+    let plugin_name = description.name.clone();
+    let child_selector = format!("{PLUGIN_LABEL}={plugin_name}");
+
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &target);
+    let writer = Writer::new(target.clone());
+    let reader = writer.as_reader();
+    // Status-only changes keep the generation: they must not re-trigger the
+    // reconcile that wrote them. Finalizer changes must: adding ours ends a
+    // reconcile that waits for the change to come back.
+    let trigger = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::finalizers),
+            Default::default(),
+        );
+    let mut controller = Controller::for_stream_with(trigger, reader, target.clone())
+        .with_config(ControllerConfig::default().concurrency(concurrency));
+    for (_, resource, _) in &children {
+        controller = controller.owns_with(
+            Api::<DynamicObject>::all_with(client.clone(), resource),
+            resource.clone(),
+            watcher::Config::default().labels(&child_selector),
+        );
+    }
+    let context = Arc::new(Context {
+        client,
+        binding,
+        target,
+        target_namespaced,
+        children,
+        kinds,
+        recorder,
+        failures: Mutex::new(HashMap::new()),
+        settings,
+        metrics,
+    });
+    tracing::info!(plugin = %plugin_name, kind = %description.target, "controller started");
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile did not complete");
+            }
+        })
+        .await;
+    tracing::info!(plugin = %plugin_name, "controller stopped");
+    Ok(())
+}
+
+#[tracing::instrument(name = "wasm_operator.reconcile", skip_all, fields(plugin = %ctx.binding.plugin.description().name, object = %object.name_any(), namespace = object.namespace().unwrap_or_default(), trace_id = %trace_id()))]
+async fn reconcile(
+    object: Arc<DynamicObject>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let started = std::time::Instant::now();
+    let api = ctx.api_for(object.namespace().as_deref());
+    let finalizer_name = ctx.binding.finalizer();
+    let result = finalizer(&api, &finalizer_name, object.clone(), |event| async {
+        match event {
+            FinalizerEvent::Apply(object) => ctx.apply(&object).await,
+            FinalizerEvent::Cleanup(object) => ctx.cleanup(&object).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(inner)
+        | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner,
+        other => ReconcileError::Finalizer(Box::new(other)),
+    });
+    let plugin = ctx.plugin_name();
+    let kind = ctx.target.kind.as_str();
+    let outcome = match &result {
+        Ok(_) => Outcome::Success,
+        Err(ReconcileError::Refused { .. }) => Outcome::Refused,
+        Err(_) => Outcome::Error,
+    };
+    ctx.metrics
+        .record_reconcile(&plugin, kind, outcome, started.elapsed());
+    if let Err(error) = &result {
+        ctx.metrics
+            .record_reconcile_error(&plugin, kind, error.reason());
+        match error {
+            ReconcileError::Plugin { source, .. } => {
+                ctx.metrics.record_call_failure(&plugin, source);
+            }
+            ReconcileError::Refused { .. } => ctx.metrics.record_refused_output(&plugin),
+            _ => {}
+        }
+    }
+    match &result {
+        Ok(_) => {
+            ctx.failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&object.uid().unwrap_or_default());
+        }
+        Err(error) => ctx.report_failure(&object, error).await,
+    }
+    result
+}
+
+fn error_policy(object: Arc<DynamicObject>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+    let count = failures
+        .entry(object.uid().unwrap_or_default())
+        .or_insert(0);
+    *count = count.saturating_add(1);
+    let delay = backoff(*count);
+    tracing::warn!(object = %object.name_any(), reason = error.reason(), %error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Exponential backoff from 500 ms to 5 min with ±20 % jitter, so objects
+/// that failed together do not retry together.
+fn backoff(failures: u32) -> Duration {
+    let base = Duration::from_millis(500).saturating_mul(1 << failures.min(10).saturating_sub(1));
+    let capped = base.min(Duration::from_secs(300));
+    let jitter = (Timestamp::now().subsec_nanosecond() as u64 % 400) as f64 / 1000.0 + 0.8;
+    capped.mul_f64(jitter)
+}
+
+fn trace_id() -> String {
+    let now = Timestamp::now();
+    format!("{:x}{:08x}", now.as_second(), now.subsec_nanosecond())
+}
+
+impl Context {
+    fn api_for(&self, namespace: Option<&str>) -> Api<DynamicObject> {
+        match (self.target_namespaced, namespace) {
+            (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &self.target),
+            _ => Api::all_with(self.client.clone(), &self.target),
+        }
+    }
+
+    fn child_api(
+        &self,
+        resource: &ApiResource,
+        namespaced: bool,
+        namespace: Option<&str>,
+    ) -> Api<DynamicObject> {
+        match (namespaced, namespace) {
+            (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, resource),
+            _ => Api::all_with(self.client.clone(), resource),
+        }
+    }
+
+    fn call_context(&self) -> CallContext {
+        CallContext {
+            services: Arc::new(KubeServices {
+                client: self.client.clone(),
+                kinds: Arc::clone(&self.kinds),
+            }),
+            grants: Arc::new(self.binding.grants.for_call()),
+        }
+    }
+
+    fn plugin_name(&self) -> String {
+        self.binding.plugin.description().name.clone()
+    }
+
+    /// The children of `object` that exist now, by kind.
+    async fn existing_children(
+        &self,
+        object: &DynamicObject,
+    ) -> Result<Vec<(usize, DynamicObject)>, ReconcileError> {
+        let uid = object.uid().unwrap_or_default();
+        let selector = format!(
+            "{OWNER_UID_LABEL}={uid},{PLUGIN_LABEL}={}",
+            self.plugin_name()
+        );
+        let mut found = Vec::new();
+        for (index, (_, resource, namespaced)) in self.children.iter().enumerate() {
+            let api = self.child_api(resource, *namespaced, object.namespace().as_deref());
+            let list = api
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(kube_error("listing children"))?;
+            found.extend(list.items.into_iter().map(|c| (index, c)));
+        }
+        Ok(found)
+    }
+
+    fn input(&self, object: &DynamicObject, children: &[(usize, DynamicObject)]) -> ReconcileInput {
+        ReconcileInput {
+            object: serde_json::to_value(object).unwrap_or(Value::Null),
+            children: children
+                .iter()
+                .map(|(_, c)| serde_json::to_value(c).unwrap_or(Value::Null))
+                .collect(),
+            settings: self.binding.settings.clone(),
+            servers: self.binding.grants.servers.iter().cloned().collect(),
+        }
+    }
+
+    async fn apply(&self, object: &DynamicObject) -> Result<Action, ReconcileError> {
+        let children = self.existing_children(object).await?;
+        let input = self.input(object, &children);
+        let timer = self
+            .metrics
+            .time_plugin_call(&self.plugin_name(), Export::Reconcile);
+        let decision = self
+            .binding
+            .plugin
+            .reconcile(&input, self.call_context())
+            .await;
+        drop(timer);
+        let decision = decision.map_err(|source| ReconcileError::Plugin {
+            plugin: self.plugin_name(),
+            source,
+        })?;
+        let servers: BTreeSet<String> = self.binding.grants.servers.clone();
+        check_decision(
+            &self.binding.grants,
+            object.namespace().as_deref(),
+            &servers,
+            &decision,
+        )
+        .map_err(|source| ReconcileError::Refused {
+            plugin: self.plugin_name(),
+            source,
+        })?;
+        if let Some(plan) = decision.sql.first() {
+            return Err(ReconcileError::NoServer {
+                server: plan.server.clone(),
+            });
+        }
+        self.apply_children(object, &decision, &children).await?;
+        self.write_status(object, &decision).await?;
+        self.publish(object, &decision.events).await;
+        Ok(decision
+            .requeue_after
+            .map_or_else(|| Action::requeue(self.settings.resync), Action::requeue))
+    }
+
+    async fn cleanup(&self, object: &DynamicObject) -> Result<Action, ReconcileError> {
+        let children = self.existing_children(object).await?;
+        let input = self.input(object, &children);
+        let timer = self
+            .metrics
+            .time_plugin_call(&self.plugin_name(), Export::Finalize);
+        let decision = self
+            .binding
+            .plugin
+            .finalize(&input, self.call_context())
+            .await;
+        drop(timer);
+        let decision = decision.map_err(|source| ReconcileError::Plugin {
+            plugin: self.plugin_name(),
+            source,
+        })?;
+        grants::check_finalize(&self.binding.grants.servers, &decision).map_err(|source| {
+            ReconcileError::Refused {
+                plugin: self.plugin_name(),
+                source,
+            }
+        })?;
+        if let Some(plan) = decision.sql.first() {
+            return Err(ReconcileError::NoServer {
+                server: plan.server.clone(),
+            });
+        }
+        self.publish(object, &decision.events).await;
+        if decision.done {
+            Ok(Action::await_change())
+        } else {
+            // Returning an error keeps the finalizer; the backoff asks again.
+            Err(ReconcileError::Plugin {
+                plugin: self.plugin_name(),
+                source: CallError::Guest {
+                    reason: "CleanupPending".into(),
+                    message: "the plugin has not finished cleaning up".into(),
+                    retryable: true,
+                },
+            })
+        }
+    }
+
+    /// Applies the desired children that differ from what exists, and
+    /// deletes existing children that are no longer desired.
+    async fn apply_children(
+        &self,
+        owner: &DynamicObject,
+        decision: &Decision,
+        existing: &[(usize, DynamicObject)],
+    ) -> Result<(), ReconcileError> {
+        let manager = self.binding.field_manager();
+        let owner_reference = json!({
+            "apiVersion": self.target.api_version,
+            "kind": self.target.kind,
+            "name": owner.name_any(),
+            "uid": owner.uid().unwrap_or_default(),
+            "controller": true,
+            "blockOwnerDeletion": true,
+        });
+        let mut wanted: BTreeSet<(ObjectKind, String)> = BTreeSet::new();
+        for child in &decision.children {
+            let kind = kind_of(child);
+            let Some((_, resource, namespaced)) = self.children.iter().find(|(k, ..)| *k == kind)
+            else {
+                continue; // unreachable: check_decision refused ungranted kinds
+            };
+            let mut child = child.clone();
+            let name = child["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let metadata = child["metadata"]
+                .as_object_mut()
+                .expect("checked by the runtime");
+            if *namespaced {
+                metadata.insert("namespace".into(), json!(owner.namespace()));
+            }
+            let labels = metadata.entry("labels").or_insert_with(|| json!({}));
+            labels[PLUGIN_LABEL] = json!(self.plugin_name());
+            labels[OWNER_UID_LABEL] = json!(owner.uid());
+            metadata.insert("ownerReferences".into(), json!([owner_reference]));
+            wanted.insert((kind.clone(), name.clone()));
+            let current = existing.iter().find(|(_, c)| {
+                c.name_any() == name
+                    && kind_of(&serde_json::to_value(c).unwrap_or_default()) == kind
+            });
+            if let Some((_, current)) = current
+                && is_subset(&child, &serde_json::to_value(current).unwrap_or_default())
+            {
+                continue;
+            }
+            let api = self.child_api(resource, *namespaced, owner.namespace().as_deref());
+            api.patch(
+                &name,
+                &PatchParams::apply(&manager).force(),
+                &Patch::Apply(&child),
+            )
+            .await
+            .map_err(kube_error("applying a child"))?;
+            self.metrics
+                .record_write(&self.plugin_name(), WriteVerb::Apply);
+            tracing::info!(kind = %kind, child = %name, "applied child");
+        }
+        for (index, child) in existing {
+            let (kind, resource, namespaced) = &self.children[*index];
+            if wanted.contains(&(kind.clone(), child.name_any())) {
+                continue;
+            }
+            let api = self.child_api(resource, *namespaced, child.namespace().as_deref());
+            api.delete(&child.name_any(), &DeleteParams::background())
+                .await
+                .map_err(kube_error("deleting a child"))?;
+            self.metrics
+                .record_write(&self.plugin_name(), WriteVerb::Delete);
+            tracing::info!(kind = %kind, child = %child.name_any(), "deleted child no longer desired");
+        }
+        Ok(())
+    }
+
+    /// Writes the decided status, with `observedGeneration`, the plugin
+    /// digest and a `Ready` condition, unless it is already there.
+    async fn write_status(
+        &self,
+        object: &DynamicObject,
+        decision: &Decision,
+    ) -> Result<(), ReconcileError> {
+        let current = object.data.get("status").cloned().unwrap_or(Value::Null);
+        let mut status = decision.status.clone().unwrap_or_else(|| json!({}));
+        status["observedGeneration"] = json!(object.metadata.generation);
+        status[DIGEST_FIELD] = json!(self.binding.plugin.digest().to_string());
+        let conditions = status
+            .get("conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if !conditions.iter().any(|c| c["type"] == "Ready") {
+            let mut merged = conditions;
+            merged.push(condition(
+                &current,
+                "Ready",
+                true,
+                "Reconciled",
+                "the plugin's decision is applied",
+                object.metadata.generation,
+            ));
+            status["conditions"] = Value::Array(merged);
+        }
+        if current == status {
+            return Ok(());
+        }
+        let patch = json!({
+            "apiVersion": self.target.api_version,
+            "kind": self.target.kind,
+            "status": status,
+        });
+        self.api_for(object.namespace().as_deref())
+            .patch_status(
+                &object.name_any(),
+                &PatchParams::apply(&self.binding.field_manager()).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(kube_error("writing status"))?;
+        self.metrics
+            .record_write(&self.plugin_name(), WriteVerb::Status);
+        Ok(())
+    }
+
+    /// Shows a failed reconcile in the object's status and as a Warning event.
+    async fn report_failure(&self, object: &DynamicObject, error: &ReconcileError) {
+        let current = object.data.get("status").cloned().unwrap_or(Value::Null);
+        let message = error.to_string();
+        let reason = error.condition_reason();
+        let ready = condition(
+            &current,
+            "Ready",
+            false,
+            &reason,
+            &message,
+            object.metadata.generation,
+        );
+        let mut conditions: Vec<Value> = current
+            .get("conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c["type"] != "Ready")
+            .collect();
+        conditions.push(ready);
+        let patch = json!({"status": {"conditions": conditions, "observedGeneration": object.metadata.generation}});
+        if current.get("conditions") != patch["status"].get("conditions") {
+            if let Err(error) = self
+                .api_for(object.namespace().as_deref())
+                .patch_status(
+                    &object.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                tracing::warn!(%error, "could not record the failure in status");
+            } else {
+                self.metrics
+                    .record_write(&self.plugin_name(), WriteVerb::Status);
+            }
+        }
+        let event = Event {
+            type_: EventType::Warning,
+            reason,
+            note: message,
+            action: "Reconcile".into(),
+        };
+        self.publish(object, std::slice::from_ref(&event)).await;
+    }
+
+    async fn publish(&self, object: &DynamicObject, events: &[Event]) {
+        let reference = object.object_ref(&self.target);
+        for event in events {
+            let event = KubeEvent {
+                type_: match event.type_ {
+                    EventType::Normal => KubeEventType::Normal,
+                    EventType::Warning => KubeEventType::Warning,
+                },
+                reason: event.reason.clone(),
+                note: Some(truncate(&event.note, 1024)),
+                action: event.action.clone(),
+                secondary: None,
+            };
+            match self.recorder.publish(&event, &reference).await {
+                Ok(()) => self
+                    .metrics
+                    .record_write(&self.plugin_name(), WriteVerb::Event),
+                Err(error) => {
+                    tracing::warn!(%error, reason = %event.reason, "could not record an event")
+                }
+            }
+        }
+    }
+}
+
+/// A condition, keeping `lastTransitionTime` when its status is unchanged so
+/// an unchanged decision writes nothing.
+fn condition(
+    current: &Value,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Value {
+    let status = if ok { "True" } else { "False" };
+    let previous = current
+        .get("conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == type_));
+    let since = match previous {
+        Some(p) if p["status"] == status => p["lastTransitionTime"].clone(),
+        _ => json!(
+            Timestamp::now()
+                .round(jiff_second())
+                .unwrap_or(Timestamp::now())
+                .to_string()
+        ),
+    };
+    json!({
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": truncate(message, 2048),
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
+    })
+}
+
+fn jiff_second() -> k8s_openapi::jiff::Unit {
+    k8s_openapi::jiff::Unit::Second
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Whether every field of `desired` has the same value in `actual`.
+fn is_subset(desired: &Value, actual: &Value) -> bool {
+    match (desired, actual) {
+        (Value::Object(d), Value::Object(a)) => d.iter().all(|(k, v)| {
+            a.get(k).is_some_and(|av| is_subset(v, av)) || (v.is_null() && !a.contains_key(k))
+        }),
+        (Value::Array(d), Value::Array(a)) => {
+            d.len() == a.len() && d.iter().zip(a).all(|(d, a)| is_subset(d, a))
+        }
+        _ => desired == actual,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_that_already_has_every_desired_field_needs_no_write() {
+        let desired = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "v"}});
+        let actual = json!({"metadata": {"name": "a", "uid": "u", "labels": {"x": "1", "y": "2"}}, "data": {"k": "v"}});
+        assert!(is_subset(&desired, &actual));
+        let changed = json!({"metadata": {"name": "a"}, "data": {"k": "w"}});
+        assert!(!is_subset(&changed, &actual));
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_and_is_capped_with_jitter() {
+        assert!(backoff(1) <= Duration::from_millis(600));
+        assert!(backoff(4) >= Duration::from_millis(3200));
+        assert!(backoff(30) <= Duration::from_secs(360));
+    }
+
+    #[test]
+    fn an_unchanged_condition_keeps_its_transition_time() {
+        let current = json!({"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}]});
+        let again = condition(&current, "Ready", true, "Reconciled", "ok", Some(2));
+        assert_eq!(again["lastTransitionTime"], "2020-01-01T00:00:00Z");
+        let flipped = condition(&current, "Ready", false, "Trap", "boom", Some(2));
+        assert_ne!(flipped["lastTransitionTime"], "2020-01-01T00:00:00Z");
+    }
+}

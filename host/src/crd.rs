@@ -1,0 +1,212 @@
+//! The operator's own custom resources, and the CRD YAML generated from them.
+//!
+//! `crds/*.yaml` is produced by `wasm-operator crd` and kept in sync by a
+//! test, so the Rust types are the single source of truth.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use kube::CustomResourceExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::{ObjectKind, PluginLimits};
+
+/// The API group of every wasm-operator resource.
+pub const GROUP: &str = "systems.mikemiller.tech";
+
+/// Binds a plugin component to the kind it reconciles, with the settings,
+/// limits and grants it runs under.
+///
+/// Cluster-scoped: one binding drives a controller for its kind in every
+/// namespace.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "systems.mikemiller.tech",
+    version = "v1alpha1",
+    kind = "ReconcilerPlugin",
+    shortname = "rplugin",
+    category = "wasm-operator",
+    status = "ReconcilerPluginStatus",
+    printcolumn = r#"{"name":"Target","type":"string","jsonPath":".status.target"}"#,
+    printcolumn = r#"{"name":"Plugin","type":"string","jsonPath":".status.pluginName"}"#,
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.pluginVersion"}"#,
+    printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.digest","priority":1}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcilerPluginSpec {
+    /// Where the component comes from.
+    pub source: PluginSource,
+    /// Optional pin: the component's sha256 (64 hex digits, optionally
+    /// prefixed `sha256:`). A component with another digest is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Settings passed to the plugin, validated against its settings schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown_fields")]
+    pub settings: Option<serde_json::Value>,
+    /// Resource limits of every call into the plugin.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// What the plugin may read and write; it gets the intersection of this
+    /// and what it requests in `describe`.
+    #[serde(default)]
+    pub grants: GrantsSpec,
+}
+
+/// Where a plugin component is loaded from: exactly one of the fields.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginSource {
+    /// A key of a ConfigMap's `binaryData` (a component is at most 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapSource>,
+    /// A path on the operator's filesystem, for development.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// A ConfigMap key holding a component.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapSource {
+    /// Namespace of the ConfigMap.
+    pub namespace: String,
+    /// Name of the ConfigMap.
+    pub name: String,
+    /// Key in `binaryData`.
+    pub key: String,
+}
+
+/// Limits of every call into a plugin. Unset fields take the defaults.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// Deadline of one call in milliseconds (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 60000))]
+    pub deadline_ms: Option<u64>,
+    /// Memory cap in MiB (default 64, at most 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub memory_mib: Option<u64>,
+    /// Objects reconciled at once (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub concurrency: Option<u16>,
+}
+
+impl LimitsSpec {
+    /// The runtime limits these settings describe.
+    pub fn to_limits(&self) -> PluginLimits {
+        let defaults = PluginLimits::default();
+        PluginLimits {
+            deadline: self
+                .deadline_ms
+                .map_or(defaults.deadline, std::time::Duration::from_millis),
+            memory_bytes: self.memory_mib.map_or(defaults.memory_bytes, |m| m << 20),
+            ..defaults
+        }
+    }
+
+    /// How many objects may be reconciled at once.
+    pub fn concurrency(&self) -> u16 {
+        self.concurrency.unwrap_or(4)
+    }
+}
+
+/// What a binding allows its plugin.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantsSpec {
+    /// Kinds the plugin may read from the cache.
+    #[serde(default)]
+    pub read: Vec<KindRef>,
+    /// Kinds of children the plugin may create, update and delete.
+    #[serde(default)]
+    pub children: Vec<KindRef>,
+    /// PostgreSQL servers (`namespace/name` of PostgresServer objects) the
+    /// plugin may query and plan against.
+    #[serde(default)]
+    pub servers: Vec<String>,
+}
+
+/// A Kubernetes kind by group, version and kind.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KindRef {
+    /// API group; empty for the core group.
+    #[serde(default)]
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+}
+
+impl From<&KindRef> for ObjectKind {
+    fn from(k: &KindRef) -> Self {
+        ObjectKind::new(&k.group, &k.version, &k.kind)
+    }
+}
+
+/// What the operator observed of a binding.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcilerPluginStatus {
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Digest of the component in service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Name the plugin gave itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_name: Option<String>,
+    /// Version the plugin gave itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_version: Option<String>,
+    /// WIT package version the component was built against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wit_version: Option<String>,
+    /// The kind it reconciles (`group/version/Kind`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Digest of the last component refused, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_digest: Option<String>,
+    /// Why the last component was refused or the plugin is not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// `Loaded` and `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// A schema that accepts any JSON object and keeps its fields.
+fn preserve_unknown_fields(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// Every CRD the operator installs, by file name under `crds/`.
+pub fn all() -> BTreeMap<&'static str, CustomResourceDefinition> {
+    BTreeMap::from([("reconcilerplugins.yaml", ReconcilerPlugin::crd())])
+}
+
+/// A CRD as the YAML committed under `crds/`.
+///
+/// # Errors
+/// When serialization fails (it does not for well-formed CRDs).
+pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_saphyr::ser::Error> {
+    let body = serde_saphyr::to_string(crd)?;
+    Ok(format!(
+        "# Generated by `wasm-operator crd`; do not edit by hand.\n{body}"
+    ))
+}

@@ -1,0 +1,609 @@
+//! Prometheus metrics of the operator, served as OpenMetrics text on `/metrics`.
+//!
+//! Every label comes from a bounded set: plugin names and kinds (one per
+//! `ReconcilerPlugin`), the enums below, and `&'static str` reasons. Error
+//! messages never become labels, so the number of series stays bounded
+//! however a plugin misbehaves.
+
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::runtime::CallError;
+
+/// The prefix of every series name.
+const PREFIX: &str = "wasm_operator";
+
+/// How a reconcile ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The decision was carried out.
+    Success,
+    /// The plugin call or carrying out its decision failed.
+    Error,
+    /// The plugin's response was outside its grants and was not carried out.
+    Refused,
+}
+
+impl Outcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Error => "error",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+/// A function a plugin exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Export {
+    /// `describe`, called once per load.
+    Describe,
+    /// `reconcile`.
+    Reconcile,
+    /// `finalize`, on deletion.
+    Finalize,
+    /// `validate`, for validating admission.
+    Validate,
+    /// `mutate`, for mutating admission.
+    Mutate,
+}
+
+impl Export {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Describe => "describe",
+            Self::Reconcile => "reconcile",
+            Self::Finalize => "finalize",
+            Self::Validate => "validate",
+            Self::Mutate => "mutate",
+        }
+    }
+}
+
+/// A write the host makes on a plugin's behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteVerb {
+    /// Server-side apply of a child.
+    Apply,
+    /// Deletion of a child no longer desired.
+    Delete,
+    /// A status patch of the reconciled object.
+    Status,
+    /// An emitted Event.
+    Event,
+}
+
+impl WriteVerb {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Apply => "apply",
+            Self::Delete => "delete",
+            Self::Status => "status",
+            Self::Event => "event",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PluginKindLabels {
+    plugin: String,
+    kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    plugin: String,
+    kind: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ErrorLabels {
+    plugin: String,
+    kind: String,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ExportLabels {
+    plugin: String,
+    export: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TrapLabels {
+    plugin: String,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    plugin: String,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct VerbLabels {
+    plugin: String,
+    verb: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Buckets of a whole reconcile: 5 ms to about 20 s.
+fn reconcile_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 13))
+}
+
+/// Buckets of one plugin call: 0.25 ms to about 4 s (the default deadline is well inside).
+fn plugin_call_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+}
+
+/// The operator's metrics; share it in an `Arc`.
+///
+/// Every method takes `&self`: the series are atomics behind the registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<OutcomeLabels, Counter>,
+    reconcile_errors: Family<ErrorLabels, Counter>,
+    reconcile_duration: HistogramFamily<PluginKindLabels>,
+    plugin_call_duration: HistogramFamily<ExportLabels>,
+    plugin_traps: Family<TrapLabels, Counter>,
+    refused_outputs: Family<PluginLabels, Counter>,
+    queue_depth: Family<PluginLabels, Gauge>,
+    plugin_swaps: Family<PluginLabels, Counter>,
+    plugin_rejections: Family<ReasonLabels, Counter>,
+    writes: Family<VerbLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates every series family, empty, in a registry of its own.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix(PREFIX);
+        let reconciles = Family::default();
+        registry.register(
+            "reconciles",
+            "Reconciles by plugin, kind and outcome (success, error, refused)",
+            reconciles.clone(),
+        );
+        let reconcile_errors = Family::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by plugin, kind and reason",
+            reconcile_errors.clone(),
+        );
+        let reconcile_duration: HistogramFamily<_> =
+            Family::new_with_constructor(reconcile_histogram);
+        registry.register_with_unit(
+            "reconcile_duration",
+            "Duration of whole reconciles: gathering inputs, the plugin call and the writes",
+            Unit::Seconds,
+            reconcile_duration.clone(),
+        );
+        let plugin_call_duration: HistogramFamily<_> =
+            Family::new_with_constructor(plugin_call_histogram);
+        registry.register_with_unit(
+            "plugin_call_duration",
+            "Duration of calls into plugins by export",
+            Unit::Seconds,
+            plugin_call_duration.clone(),
+        );
+        let plugin_traps = Family::default();
+        registry.register(
+            "plugin_traps",
+            "Plugin calls stopped by the sandbox, by kind (DeadlineExceeded, MemoryLimit, Panic, Trap)",
+            plugin_traps.clone(),
+        );
+        let refused_outputs = Family::default();
+        registry.register(
+            "refused_outputs",
+            "Plugin responses refused because they went beyond the plugin's grants",
+            refused_outputs.clone(),
+        );
+        let queue_depth = Family::default();
+        registry.register(
+            "queue_depth",
+            "Objects waiting in a plugin's work queue",
+            queue_depth.clone(),
+        );
+        let plugin_swaps = Family::default();
+        registry.register(
+            "plugin_swaps",
+            "New plugin versions swapped in",
+            plugin_swaps.clone(),
+        );
+        let plugin_rejections = Family::default();
+        registry.register(
+            "plugin_rejections",
+            "Plugin versions refused at load, by reason; the previous version stays",
+            plugin_rejections.clone(),
+        );
+        let writes = Family::default();
+        registry.register(
+            "writes",
+            "Writes to the Kubernetes API made for a plugin, by verb (apply, delete, status, event)",
+            writes.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_duration,
+            plugin_call_duration,
+            plugin_traps,
+            refused_outputs,
+            queue_depth,
+            plugin_swaps,
+            plugin_rejections,
+            writes,
+        }
+    }
+
+    /// Records a finished reconcile: its outcome and how long it took.
+    pub fn record_reconcile(&self, plugin: &str, kind: &str, outcome: Outcome, duration: Duration) {
+        self.reconciles
+            .get_or_create(&OutcomeLabels {
+                plugin: plugin.to_owned(),
+                kind: kind.to_owned(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        self.reconcile_duration
+            .get_or_create(&PluginKindLabels {
+                plugin: plugin.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .observe(duration.as_secs_f64());
+    }
+
+    /// Counts a failed reconcile under a bounded reason, such as
+    /// [`CallError::reason`] or a name of the host step that failed.
+    pub fn record_reconcile_error(&self, plugin: &str, kind: &str, reason: &'static str) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels {
+                plugin: plugin.to_owned(),
+                kind: kind.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Records how long one call into a plugin took.
+    pub fn record_plugin_call(&self, plugin: &str, export: Export, duration: Duration) {
+        self.plugin_call_histogram(plugin, export)
+            .observe(duration.as_secs_f64());
+    }
+
+    /// Starts timing a call into a plugin; the duration is recorded when the
+    /// returned timer is dropped, however the call ends.
+    #[must_use = "the call is timed until the timer is dropped"]
+    pub fn time_plugin_call(&self, plugin: &str, export: Export) -> CallTimer {
+        CallTimer {
+            histogram: self.plugin_call_histogram(plugin, export),
+            started: Instant::now(),
+        }
+    }
+
+    fn plugin_call_histogram(&self, plugin: &str, export: Export) -> Histogram {
+        self.plugin_call_duration
+            .get_or_create_owned(&ExportLabels {
+                plugin: plugin.to_owned(),
+                export: export.as_str(),
+            })
+    }
+
+    /// Counts a failed plugin call in `plugin_traps_total` when the sandbox
+    /// stopped it (deadline, memory limit, panic or trap). Other failures
+    /// (the plugin's own errors, bad output) are not traps and are not counted
+    /// here. Returns whether it was a trap.
+    pub fn record_call_failure(&self, plugin: &str, error: &CallError) -> bool {
+        let is_trap = matches!(
+            error,
+            CallError::DeadlineExceeded { .. }
+                | CallError::MemoryLimit { .. }
+                | CallError::Panic { .. }
+                | CallError::Trap { .. }
+        );
+        if is_trap {
+            self.plugin_traps
+                .get_or_create(&TrapLabels {
+                    plugin: plugin.to_owned(),
+                    kind: error.reason(),
+                })
+                .inc();
+        }
+        is_trap
+    }
+
+    /// Counts a plugin response refused for going beyond the plugin's grants.
+    pub fn record_refused_output(&self, plugin: &str) {
+        self.refused_outputs
+            .get_or_create(&plugin_labels(plugin))
+            .inc();
+    }
+
+    /// Sets how many objects wait in a plugin's work queue.
+    pub fn set_queue_depth(&self, plugin: &str, depth: usize) {
+        self.queue_depth
+            .get_or_create(&plugin_labels(plugin))
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a new plugin version swapped in.
+    pub fn record_plugin_swap(&self, plugin: &str) {
+        self.plugin_swaps
+            .get_or_create(&plugin_labels(plugin))
+            .inc();
+    }
+
+    /// Counts a plugin version refused at load, under a bounded reason such
+    /// as a [`LoadError`](crate::runtime::LoadError) variant name.
+    pub fn record_plugin_rejection(&self, plugin: &str, reason: &'static str) {
+        self.plugin_rejections
+            .get_or_create(&ReasonLabels {
+                plugin: plugin.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Counts a write to the Kubernetes API made for a plugin.
+    pub fn record_write(&self, plugin: &str, verb: WriteVerb) {
+        self.writes
+            .get_or_create(&VerbLabels {
+                plugin: plugin.to_owned(),
+                verb: verb.as_str(),
+            })
+            .inc();
+    }
+
+    /// How many writes of `verb` were made for `plugin` so far: lets tests
+    /// check that a reconcile with nothing to change wrote nothing.
+    pub fn write_count(&self, plugin: &str, verb: WriteVerb) -> u64 {
+        self.writes
+            .get(&VerbLabels {
+                plugin: plugin.to_owned(),
+                verb: verb.as_str(),
+            })
+            .map_or(0, |counter| counter.get())
+    }
+
+    /// Every series in the OpenMetrics text format, ending with `# EOF`.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail, and every label value above encodes
+        // without error, so an error here would be a bug in the encoder.
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("encoding metrics into a String cannot fail");
+        text
+    }
+}
+
+fn plugin_labels(plugin: &str) -> PluginLabels {
+    PluginLabels {
+        plugin: plugin.to_owned(),
+    }
+}
+
+/// Times a plugin call; records the duration when dropped.
+#[derive(Debug)]
+pub struct CallTimer {
+    histogram: Histogram,
+    started: Instant,
+}
+
+impl Drop for CallTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample line that starts with `series` (name and labels).
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(|value| value.parse().expect("a sample value is a number"))
+    }
+
+    #[test]
+    fn a_reconcile_is_counted_by_outcome_and_timed() {
+        let metrics = Metrics::new();
+        metrics.record_reconcile(
+            "pg",
+            "Database",
+            Outcome::Success,
+            Duration::from_millis(30),
+        );
+        metrics.record_reconcile(
+            "pg",
+            "Database",
+            Outcome::Success,
+            Duration::from_millis(40),
+        );
+        metrics.record_reconcile("pg", "Database", Outcome::Refused, Duration::from_millis(1));
+        let text = metrics.encode();
+        assert_eq!(
+            sample(
+                &text,
+                r#"wasm_operator_reconciles_total{plugin="pg",kind="Database",outcome="success"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"wasm_operator_reconciles_total{plugin="pg",kind="Database",outcome="refused"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"wasm_operator_reconcile_duration_seconds_count{plugin="pg",kind="Database"}"#
+            ),
+            Some(3.0)
+        );
+        assert!(text.contains("# TYPE wasm_operator_reconcile_duration_seconds histogram"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn errors_are_labelled_with_their_bounded_reason() {
+        let metrics = Metrics::new();
+        let error = CallError::Guest {
+            reason: "Whatever".into(),
+            message: "a message that must never become a label".into(),
+            retryable: true,
+        };
+        metrics.record_reconcile_error("pg", "Database", error.reason());
+        let text = metrics.encode();
+        assert_eq!(
+            sample(
+                &text,
+                r#"wasm_operator_reconcile_errors_total{plugin="pg",kind="Database",reason="PluginError"}"#
+            ),
+            Some(1.0)
+        );
+        assert!(!text.contains("never become a label"));
+    }
+
+    #[test]
+    fn only_sandbox_stops_count_as_traps() {
+        let metrics = Metrics::new();
+        let deadline = CallError::DeadlineExceeded {
+            deadline: Duration::from_secs(1),
+        };
+        let panic = CallError::Panic {
+            message: "index out of bounds".into(),
+        };
+        let bad_output = CallError::InvalidOutput {
+            field: "status".into(),
+            reason: "not an object".into(),
+        };
+        assert!(metrics.record_call_failure("pg", &deadline));
+        assert!(metrics.record_call_failure("pg", &panic));
+        assert!(!metrics.record_call_failure("pg", &bad_output));
+        let text = metrics.encode();
+        assert_eq!(
+            sample(
+                &text,
+                r#"wasm_operator_plugin_traps_total{plugin="pg",kind="DeadlineExceeded"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"wasm_operator_plugin_traps_total{plugin="pg",kind="Panic"}"#
+            ),
+            Some(1.0)
+        );
+        assert!(!text.contains("InvalidOutput"));
+        assert!(!text.contains("index out of bounds"));
+    }
+
+    #[test]
+    fn a_call_timer_records_its_call_when_dropped() {
+        let metrics = Metrics::new();
+        {
+            let _timer = metrics.time_plugin_call("pg", Export::Reconcile);
+        }
+        metrics.record_plugin_call("pg", Export::Describe, Duration::from_millis(2));
+        let text = metrics.encode();
+        assert_eq!(
+            sample(
+                &text,
+                r#"wasm_operator_plugin_call_duration_seconds_count{plugin="pg",export="reconcile"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"wasm_operator_plugin_call_duration_seconds_sum{plugin="pg",export="describe"}"#
+            ),
+            Some(0.002)
+        );
+    }
+
+    #[test]
+    fn writes_are_counted_per_plugin_and_verb() {
+        let metrics = Metrics::new();
+        assert_eq!(metrics.write_count("pg", WriteVerb::Apply), 0);
+        metrics.record_write("pg", WriteVerb::Apply);
+        metrics.record_write("pg", WriteVerb::Apply);
+        metrics.record_write("pg", WriteVerb::Event);
+        assert_eq!(metrics.write_count("pg", WriteVerb::Apply), 2);
+        assert_eq!(metrics.write_count("pg", WriteVerb::Delete), 0);
+        assert_eq!(metrics.write_count("other", WriteVerb::Apply), 0);
+        assert_eq!(
+            sample(
+                &metrics.encode(),
+                r#"wasm_operator_writes_total{plugin="pg",verb="event"}"#
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn plugin_lifecycle_series_carry_the_plugin_name() {
+        let metrics = Metrics::new();
+        metrics.set_queue_depth("pg", 7);
+        metrics.set_queue_depth("pg", 3);
+        metrics.record_plugin_swap("pg");
+        metrics.record_plugin_rejection("pg", "IncompatibleWit");
+        metrics.record_refused_output("pg");
+        let text = metrics.encode();
+        for (series, value) in [
+            (r#"wasm_operator_queue_depth{plugin="pg"}"#, 3.0),
+            (r#"wasm_operator_plugin_swaps_total{plugin="pg"}"#, 1.0),
+            (
+                r#"wasm_operator_plugin_rejections_total{plugin="pg",reason="IncompatibleWit"}"#,
+                1.0,
+            ),
+            (r#"wasm_operator_refused_outputs_total{plugin="pg"}"#, 1.0),
+        ] {
+            assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_family_appears_only_once_it_has_a_series() {
+        let metrics = Metrics::new();
+        assert_eq!(metrics.encode(), "# EOF\n");
+        metrics.record_plugin_swap("pg");
+        let text = metrics.encode();
+        assert!(
+            text.contains("# TYPE wasm_operator_plugin_swaps counter"),
+            "{text}"
+        );
+        assert!(!text.contains("wasm_operator_writes"), "{text}");
+    }
+}

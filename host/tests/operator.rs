@@ -1,0 +1,575 @@
+//! End to end: the real `wasm-operator` binary against the test API server,
+//! with the real example plugin loaded from a ConfigMap.
+
+mod support;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, CustomResourceExt, ResourceExt};
+use serde_json::{Value, json};
+use test_apiserver::TestApiServer;
+use wasm_operator::crd::ReconcilerPlugin;
+use wasm_operator::runtime::PluginDigest;
+
+const OPERATOR_NAMESPACE: &str = "wasm-operator";
+
+/// The running operator process; killed when dropped.
+struct Operator {
+    child: Child,
+    http: String,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A cluster with the CRDs, the namespaces and the example plugin's ConfigMap.
+struct Cluster {
+    server: TestApiServer,
+    kubeconfig: PathBuf,
+    component: Vec<u8>,
+}
+
+impl Cluster {
+    async fn start(name: &str, plugin: &str) -> Self {
+        let greeting_crd: Value = serde_saphyr::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../plugins/example/greeting-crd.yaml"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let server = TestApiServer::builder()
+            .crd(greeting_crd)
+            .crd(serde_json::to_value(ReconcilerPlugin::crd()).unwrap())
+            .start()
+            .await
+            .unwrap();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("e2e-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        let client = server.client();
+        for ns in [OPERATOR_NAMESPACE, "default"] {
+            let _ = Api::<Namespace>::all(client.clone())
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+                )
+                .await;
+        }
+        let component = support::component(plugin);
+        let config_map: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "example-plugin", "namespace": OPERATOR_NAMESPACE},
+        }))
+        .unwrap();
+        let config_map = ConfigMap {
+            binary_data: Some([("plugin.wasm".to_owned(), ByteString(component.clone()))].into()),
+            ..config_map
+        };
+        Api::<ConfigMap>::namespaced(client, OPERATOR_NAMESPACE)
+            .create(&PostParams::default(), &config_map)
+            .await
+            .unwrap();
+        Self {
+            server,
+            kubeconfig,
+            component,
+        }
+    }
+
+    fn client(&self) -> Client {
+        self.server.client()
+    }
+
+    async fn bind(&self, grants: Value) {
+        let binding: ReconcilerPlugin = serde_json::from_value(json!({
+            "apiVersion": "systems.mikemiller.tech/v1alpha1",
+            "kind": "ReconcilerPlugin",
+            "metadata": {"name": "greeting"},
+            "spec": {
+                "source": {"configMap": {"namespace": OPERATOR_NAMESPACE, "name": "example-plugin", "key": "plugin.wasm"}},
+                "settings": {"defaultAudience": "operators"},
+                "grants": grants,
+            }
+        }))
+        .unwrap();
+        Api::<ReconcilerPlugin>::all(self.client())
+            .create(&PostParams::default(), &binding)
+            .await
+            .unwrap();
+    }
+
+    fn start_operator(&self, extra: &[&str]) -> Operator {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_wasm-operator"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_LOG").unwrap_or_else(|_| "info,wasm_operator=debug".into()),
+            )
+            .args([
+                "--plugin-cache-dir",
+                concat!(env!("CARGO_TARGET_TMPDIR"), "/e2e-plugin-cache"),
+            ])
+            .args([
+                "run",
+                "--http-addr",
+                &format!("127.0.0.1:{port}"),
+                "--resync-seconds",
+                "3600",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting wasm-operator");
+        Operator {
+            child,
+            http: format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+fn greetings(client: &Client, ns: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "examples.systems.mikemiller.tech",
+        "v1alpha1",
+        "Greeting",
+    ));
+    Api::namespaced_with(client.clone(), ns, &resource)
+}
+
+async fn create_greeting(client: &Client, name: &str, greeting: &str) -> DynamicObject {
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "examples.systems.mikemiller.tech/v1alpha1",
+        "kind": "Greeting",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"greeting": greeting},
+    }))
+    .unwrap();
+    greetings(client, "default")
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap()
+}
+
+/// Polls until `check` returns `Some`, or fails the test after `limit`.
+async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ready_condition(object: &DynamicObject) -> Option<Value> {
+    object.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+}
+
+async fn scrape(addr: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_greeting_gets_its_child_and_ready_status_updates_without_idle_writes_and_is_cleaned_up()
+{
+    let cluster = Cluster::start("lifecycle", "example-plugin").await;
+    cluster
+        .bind(json!({"read": [{"version": "v1", "kind": "ConfigMap"}], "children": [{"version": "v1", "kind": "ConfigMap"}]}))
+        .await;
+    let operator = cluster.start_operator(&["--leader-election=false"]);
+    let client = cluster.client();
+
+    let bindings = Api::<ReconcilerPlugin>::all(client.clone());
+    let binding = eventually("the binding to load", Duration::from_secs(30), || async {
+        let b = bindings.get("greeting").await.ok()?;
+        let ready = b
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        ready.then_some(b)
+    })
+    .await;
+    let digest = PluginDigest::of(&cluster.component).to_string();
+    assert_eq!(
+        binding.status.as_ref().unwrap().digest.as_deref(),
+        Some(digest.as_str())
+    );
+
+    let created = create_greeting(&client, "hello", "Hello").await;
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), "default");
+    let child = eventually("the child ConfigMap", Duration::from_secs(20), || async {
+        config_maps.get_opt("hello-greeting").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(child.data.as_ref().unwrap()["message"], "Hello, operators!");
+    let owner = &child.owner_references()[0];
+    assert_eq!(owner.uid, created.uid().unwrap());
+    assert_eq!(owner.controller, Some(true));
+
+    let api = greetings(&client, "default");
+    let reconciled = eventually(
+        "status Ready with observedGeneration 1",
+        Duration::from_secs(20),
+        || async {
+            let g = api.get("hello").await.ok()?;
+            let ready = ready_condition(&g)?;
+            (ready["status"] == "True" && g.data["status"]["observedGeneration"] == 1).then_some(g)
+        },
+    )
+    .await;
+    assert_eq!(reconciled.data["status"]["pluginDigest"], digest);
+    assert_eq!(reconciled.data["status"]["message"], "Hello, operators!");
+    assert!(
+        reconciled
+            .finalizers()
+            .contains(&"plugins.systems.mikemiller.tech/example-greeting".to_owned())
+    );
+
+    // Steady state: nothing changes, so nothing is written.
+    let before = scrape(&operator.http).await;
+    let child_version = child.resource_version();
+    let status_version = reconciled.resource_version();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = scrape(&operator.http).await;
+    assert_eq!(
+        config_maps
+            .get("hello-greeting")
+            .await
+            .unwrap()
+            .resource_version(),
+        child_version
+    );
+    assert_eq!(
+        api.get("hello").await.unwrap().resource_version(),
+        status_version
+    );
+    assert_eq!(
+        metric(&before, "wasm_operator_writes_total"),
+        metric(&after, "wasm_operator_writes_total"),
+        "no write while nothing changes"
+    );
+
+    // A spec change reaches the child and the status.
+    api.patch(
+        "hello",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"greeting": "Hi"}})),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "the child to follow the spec",
+        Duration::from_secs(20),
+        || async {
+            let c = config_maps.get("hello-greeting").await.ok()?;
+            (c.data.as_ref()?["message"] == "Hi, operators!").then_some(())
+        },
+    )
+    .await;
+    eventually("observedGeneration 2", Duration::from_secs(20), || async {
+        let g = api.get("hello").await.ok()?;
+        (g.data["status"]["observedGeneration"] == 2).then_some(())
+    })
+    .await;
+
+    // Metrics are scraped from the running operator.
+    let text = scrape(&operator.http).await;
+    for series in [
+        "wasm_operator_reconciles_total",
+        "wasm_operator_reconcile_duration_seconds",
+        "wasm_operator_plugin_call_duration_seconds",
+        "wasm_operator_writes_total",
+    ] {
+        assert!(
+            text.contains(series),
+            "{series} missing from /metrics:\n{text}"
+        );
+    }
+    assert!(
+        metric(&text, "wasm_operator_reconciles_total{") >= 2.0,
+        "{text}"
+    );
+
+    // Delete: finalize runs, the finalizer goes, the child is collected.
+    api.delete("hello", &DeleteParams::default()).await.unwrap();
+    eventually(
+        "the Greeting to be gone",
+        Duration::from_secs(20),
+        || async { api.get_opt("hello").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    eventually(
+        "the child to be collected",
+        Duration::from_secs(20),
+        || async {
+            config_maps
+                .get_opt("hello-greeting")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_error_shows_in_status_and_events_and_clears_after_a_fix() {
+    let cluster = Cluster::start("plugin-error", "example-plugin").await;
+    cluster
+        .bind(json!({"read": [{"version": "v1", "kind": "ConfigMap"}], "children": [{"version": "v1", "kind": "ConfigMap"}]}))
+        .await;
+    let _operator = cluster.start_operator(&["--leader-election=false"]);
+    let client = cluster.client();
+    let api = greetings(&client, "default");
+    // Blank passes the CRD's minLength but the plugin refuses it.
+    create_greeting(&client, "blank", "   ").await;
+    let ready = eventually("Ready=False", Duration::from_secs(20), || async {
+        let g = api.get("blank").await.ok()?;
+        ready_condition(&g).filter(|c| c["status"] == "False")
+    })
+    .await;
+    assert_eq!(ready["reason"], "InvalidSpec");
+    assert!(
+        ready["message"].as_str().unwrap().contains("spec.greeting"),
+        "{ready}"
+    );
+
+    let events: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event")),
+    );
+    eventually("a Warning event", Duration::from_secs(20), || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.data["type"] == "Warning"
+                    && e.data["reason"] == "InvalidSpec"
+                    && e.data["regarding"]["name"] == "blank"
+            })
+            .then_some(())
+    })
+    .await;
+
+    api.patch(
+        "blank",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"greeting": "Fixed"}})),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "Ready=True after the fix",
+        Duration::from_secs(30),
+        || async {
+            let g = api.get("blank").await.ok()?;
+            ready_condition(&g).filter(|c| c["status"] == "True")
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_kind_outside_the_grants_is_refused_and_nothing_is_applied() {
+    let cluster = Cluster::start("refused", "example-plugin").await;
+    // The binding allows reads but no children: the plugin's ConfigMap is out of bounds.
+    cluster
+        .bind(json!({"read": [{"version": "v1", "kind": "ConfigMap"}], "children": []}))
+        .await;
+    let _operator = cluster.start_operator(&["--leader-election=false"]);
+    let client = cluster.client();
+    let api = greetings(&client, "default");
+    create_greeting(&client, "greedy", "Hello").await;
+    let ready = eventually(
+        "Ready=False with OutputRefused",
+        Duration::from_secs(20),
+        || async {
+            let g = api.get("greedy").await.ok()?;
+            ready_condition(&g).filter(|c| c["reason"] == "OutputRefused")
+        },
+    )
+    .await;
+    assert!(
+        ready["message"].as_str().unwrap().contains("v1/ConfigMap"),
+        "{ready}"
+    );
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), "default");
+    assert!(
+        config_maps
+            .get_opt("greedy-greeting")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing of the refused output is applied"
+    );
+    let g = api.get("greedy").await.unwrap();
+    assert!(
+        g.data["status"].get("message").is_none(),
+        "the refused status is not written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_reconciles_and_a_standby_takes_over_within_the_lease() {
+    let cluster = Cluster::start("leader", "example-plugin").await;
+    cluster
+        .bind(json!({"read": [{"version": "v1", "kind": "ConfigMap"}], "children": [{"version": "v1", "kind": "ConfigMap"}]}))
+        .await;
+    let lease = [
+        "--lease-namespace",
+        OPERATOR_NAMESPACE,
+        "--lease-seconds",
+        "3",
+    ];
+    let mut first = cluster.start_operator(&[&lease[..], &["--identity", "first"]].concat());
+    let client = cluster.client();
+    let leases: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        OPERATOR_NAMESPACE,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease")),
+    );
+    eventually(
+        "the first replica to lead",
+        Duration::from_secs(20),
+        || async {
+            let l = leases.get("wasm-operator").await.ok()?;
+            (l.data["spec"]["holderIdentity"] == "first").then_some(())
+        },
+    )
+    .await;
+    let second = cluster.start_operator(&[&lease[..], &["--identity", "second"]].concat());
+    create_greeting(&client, "one", "Hello").await;
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), "default");
+    eventually(
+        "the leader to reconcile",
+        Duration::from_secs(20),
+        || async { config_maps.get_opt("one-greeting").await.ok().flatten() },
+    )
+    .await;
+    let standby = scrape(&second.http).await;
+    assert_eq!(
+        metric(&standby, "wasm_operator_writes_total"),
+        0.0,
+        "the standby wrote:\n{standby}"
+    );
+
+    // Stop the leader hard (no release): the standby takes over within the lease.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let killed = Instant::now();
+    create_greeting(&client, "two", "Hello").await;
+    eventually(
+        "the standby to take over and reconcile",
+        Duration::from_secs(15),
+        || async { config_maps.get_opt("two-greeting").await.ok().flatten() },
+    )
+    .await;
+    let handover = killed.elapsed();
+    println!("leader handover took {handover:?} with a 3 s lease");
+    assert!(
+        handover < Duration::from_secs(3 + 3),
+        "handover took {handover:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_trapping_on_one_object_keeps_reconciling_the_others() {
+    let cluster = Cluster::start("trap", "hostile-selective").await;
+    cluster
+        .bind(json!({"children": [{"version": "v1", "kind": "ConfigMap"}]}))
+        .await;
+    let _operator = cluster.start_operator(&["--leader-election=false"]);
+    let client = cluster.client();
+    let api = greetings(&client, "default");
+    create_greeting(&client, "trap-me", "Hello").await;
+    for name in ["calm-1", "calm-2", "calm-3"] {
+        create_greeting(&client, name, "Hello").await;
+    }
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), "default");
+    for name in ["calm-1", "calm-2", "calm-3"] {
+        eventually(
+            "the other objects to be reconciled",
+            Duration::from_secs(20),
+            || async {
+                config_maps
+                    .get_opt(&format!("{name}-greeting"))
+                    .await
+                    .ok()
+                    .flatten()
+            },
+        )
+        .await;
+    }
+    let ready = eventually(
+        "the trapping object to report the panic",
+        Duration::from_secs(20),
+        || async {
+            let g = api.get("trap-me").await.ok()?;
+            ready_condition(&g).filter(|c| c["status"] == "False")
+        },
+    )
+    .await;
+    assert_eq!(ready["reason"], "Panic");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("hostile-selective traps on trap-me"),
+        "{ready}"
+    );
+}
