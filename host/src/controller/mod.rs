@@ -27,7 +27,7 @@ pub use services::{KindResolver, KubeServices};
 
 use crate::metrics::{Export, Metrics, Outcome, WriteVerb};
 use crate::runtime::{
-    CallContext, CallError, Decision, Event, EventType, ObjectKind, Plugin, ReconcileInput,
+    CallContext, CallError, Decision, Event, EventType, ObjectKind, Plugin, ReconcileInput, SqlPlan,
 };
 
 /// Label on every child: the plugin that manages it.
@@ -401,6 +401,32 @@ impl Context {
         }
     }
 
+    fn plugin_failed(&self) -> impl FnOnce(CallError) -> ReconcileError + '_ {
+        |source| ReconcileError::Plugin {
+            plugin: self.plugin_name(),
+            source,
+        }
+    }
+
+    fn refused(&self) -> impl FnOnce(Refusal) -> ReconcileError + '_ {
+        |source| ReconcileError::Refused {
+            plugin: self.plugin_name(),
+            source,
+        }
+    }
+
+    /// Runs a decision's SQL plans. No server can be registered yet
+    /// (PostgresServer comes with the Postgres plugins), so any plan fails
+    /// the reconcile before anything else of the decision is applied.
+    fn run_sql(&self, plans: &[SqlPlan]) -> Result<(), ReconcileError> {
+        match plans.first() {
+            Some(plan) => Err(ReconcileError::NoServer {
+                server: plan.server.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     async fn apply(&self, object: &DynamicObject) -> Result<Action, ReconcileError> {
         let children = self.existing_children(object).await?;
         let input = self.input(object, &children);
@@ -413,26 +439,15 @@ impl Context {
             .reconcile(&input, self.call_context())
             .await;
         drop(timer);
-        let decision = decision.map_err(|source| ReconcileError::Plugin {
-            plugin: self.plugin_name(),
-            source,
-        })?;
-        let servers: BTreeSet<String> = self.binding.grants.servers.clone();
+        let decision = decision.map_err(self.plugin_failed())?;
         check_decision(
             &self.binding.grants,
             object.namespace().as_deref(),
-            &servers,
+            &self.binding.grants.servers,
             &decision,
         )
-        .map_err(|source| ReconcileError::Refused {
-            plugin: self.plugin_name(),
-            source,
-        })?;
-        if let Some(plan) = decision.sql.first() {
-            return Err(ReconcileError::NoServer {
-                server: plan.server.clone(),
-            });
-        }
+        .map_err(self.refused())?;
+        self.run_sql(&decision.sql)?;
         self.apply_children(object, &decision, &children).await?;
         self.write_status(object, &decision).await?;
         self.publish(object, &decision.events).await;
@@ -453,21 +468,9 @@ impl Context {
             .finalize(&input, self.call_context())
             .await;
         drop(timer);
-        let decision = decision.map_err(|source| ReconcileError::Plugin {
-            plugin: self.plugin_name(),
-            source,
-        })?;
-        grants::check_finalize(&self.binding.grants.servers, &decision).map_err(|source| {
-            ReconcileError::Refused {
-                plugin: self.plugin_name(),
-                source,
-            }
-        })?;
-        if let Some(plan) = decision.sql.first() {
-            return Err(ReconcileError::NoServer {
-                server: plan.server.clone(),
-            });
-        }
+        let decision = decision.map_err(self.plugin_failed())?;
+        grants::check_finalize(&self.binding.grants.servers, &decision).map_err(self.refused())?;
+        self.run_sql(&decision.sql)?;
         self.publish(object, &decision.events).await;
         if decision.done {
             Ok(Action::await_change())

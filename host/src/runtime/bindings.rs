@@ -11,9 +11,9 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use exports::wasm_operator::plugin::admission;
-pub use exports::wasm_operator::plugin::reconciler;
-pub use wasm_operator::plugin::{kube, log, sql, types};
+pub use self::exports::wasm_operator::plugin::admission;
+pub use self::exports::wasm_operator::plugin::reconciler;
+pub use self::wasm_operator::plugin::{kube, log, sql, types};
 
 /// The WIT package the host implements, as written in `wit/plugin.wit`.
 pub const WIT_PACKAGE: &str = "wasm-operator:plugin";
