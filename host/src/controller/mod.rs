@@ -527,10 +527,11 @@ impl Context {
             labels[OWNER_UID_LABEL] = json!(owner.uid());
             metadata.insert("ownerReferences".into(), json!([owner_reference]));
             wanted.insert((kind.clone(), name.clone()));
-            let current = existing.iter().find(|(_, c)| {
-                c.name_any() == name
-                    && kind_of(&serde_json::to_value(c).unwrap_or_default()) == kind
-            });
+            // Existing children are indexed by their kind's position in
+            // `self.children`: compare that rather than re-serializing each.
+            let current = existing
+                .iter()
+                .find(|(i, c)| self.children[*i].0 == kind && c.name_any() == name);
             if let Some((_, current)) = current
                 && is_subset(&child, &serde_json::to_value(current).unwrap_or_default())
             {
