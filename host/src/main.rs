@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 mod operator;
 
+use wasm_operator::publish::{self, Publication};
 use wasm_operator::runtime::{
     CallContext, Decision, EventType, Plugin, ReconcileInput, Runtime, RuntimeConfig,
 };
@@ -34,7 +35,8 @@ enum Command {
     Run(RunArgs),
     /// Prints the operator's CRDs as YAML (the files under `crds/`).
     Crd,
-    /// Work with plugin components locally.
+    /// Work with plugin components: inspect and try them locally, push them
+    /// to a cluster.
     #[command(subcommand)]
     Plugin(PluginCommand),
 }
@@ -44,9 +46,10 @@ struct RunArgs {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "WASM_OPERATOR_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: std::net::SocketAddr,
-    /// Reconcile every object at least this often, in seconds (drift repair).
-    #[arg(long, env = "WASM_OPERATOR_RESYNC_SECONDS", default_value_t = 300)]
-    resync_seconds: u64,
+    /// Reconcile every object at least this often, in seconds (drift repair;
+    /// fractions allowed).
+    #[arg(long, env = "WASM_OPERATOR_RESYNC_SECONDS", default_value_t = 300.0)]
+    resync_seconds: f64,
     /// Elect one leader among replicas through a Lease; only the leader reconciles.
     #[arg(long, env = "WASM_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     leader_election: bool,
@@ -90,6 +93,39 @@ enum PluginCommand {
         #[arg(long, default_value = "{}")]
         settings: String,
     },
+    /// Publishes a component in a ConfigMap (created or updated), after the
+    /// operator's checks, run locally; with --bind, also binds it. Running
+    /// operators swap it in.
+    Push(PushArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PushArgs {
+    /// The `.wasm` component.
+    file: PathBuf,
+    /// Name of the ConfigMap (and, with --bind, of the ReconcilerPlugin).
+    #[arg(long)]
+    name: String,
+    /// Namespace of the ConfigMap.
+    #[arg(long, default_value = "wasm-operator")]
+    namespace: String,
+    /// Key of the ConfigMap's binaryData holding the component.
+    #[arg(long, default_value = "plugin.wasm")]
+    key: String,
+    /// Also create or update the ReconcilerPlugin NAME so that it loads from this key.
+    #[arg(long)]
+    bind: bool,
+    /// With --bind: pin the binding to this component's sha256.
+    #[arg(long, requires = "bind")]
+    pin: bool,
+    /// The binding's settings as JSON, checked against the plugin's
+    /// settings schema (and set in the binding with --bind).
+    #[arg(long)]
+    settings: Option<String>,
+    /// With --bind: grant the binding exactly the reads and children the
+    /// plugin requests in describe.
+    #[arg(long, requires = "bind")]
+    grant_requested: bool,
 }
 
 #[tokio::main]
@@ -174,7 +210,51 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 serde_json::to_string_pretty(&decision_json(&decision))?
             );
         }
+        Command::Plugin(PluginCommand::Push(args)) => push(&runtime, args).await?,
     }
+    Ok(())
+}
+
+/// Checks the component locally first: nothing reaches the cluster unless
+/// the operator would load it.
+async fn push(runtime: &Runtime, args: PushArgs) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let settings: Option<Value> = args
+        .settings
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .context("--settings is not JSON")?;
+    let plugin = publish::check(runtime, &bytes, settings.as_ref())
+        .await
+        .with_context(|| format!("refusing to push {}", args.file.display()))?;
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot reach Kubernetes: set KUBECONFIG or run in a cluster")?;
+    let publication = Publication {
+        name: args.name,
+        namespace: args.namespace,
+        key: args.key,
+        bind: args.bind,
+        pin: args.pin,
+        settings,
+        grant_requested: args.grant_requested,
+    };
+    let published = publish::publish(&client, &plugin, &bytes, &publication)
+        .await
+        .with_context(|| format!("pushing {}", args.file.display()))?;
+    let d = plugin.description();
+    let report = json!({
+        "plugin": d.name,
+        "version": d.version,
+        "target": d.target.to_string(),
+        "digest": published.digest.to_string(),
+        "configMap": format!("{}/{}", publication.namespace, publication.name),
+        "key": publication.key,
+        "bindings": published.bindings,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::runtime::CallError;
+use crate::runtime::{CallError, LoadSource};
 
 /// The prefix of every series name.
 const PREFIX: &str = "wasm_operator";
@@ -138,6 +138,12 @@ struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LoadLabels {
+    plugin: String,
+    source: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct VerbLabels {
     plugin: String,
     verb: &'static str,
@@ -155,6 +161,11 @@ fn plugin_call_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
 }
 
+/// Buckets of a plugin swap or load: 10 ms to about 40 s.
+fn lifecycle_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 13))
+}
+
 /// The operator's metrics; share it in an `Arc`.
 ///
 /// Every method takes `&self`: the series are atomics behind the registry.
@@ -170,6 +181,8 @@ pub struct Metrics {
     queue_depth: Family<PluginLabels, Gauge>,
     plugin_swaps: Family<PluginLabels, Counter>,
     plugin_rejections: Family<ReasonLabels, Counter>,
+    plugin_swap_latency: HistogramFamily<PluginLabels>,
+    plugin_load_duration: HistogramFamily<LoadLabels>,
     writes: Family<VerbLabels, Counter>,
 }
 
@@ -232,14 +245,30 @@ impl Metrics {
         let plugin_swaps = Family::default();
         registry.register(
             "plugin_swaps",
-            "New plugin versions swapped in",
+            "New plugin versions swapped in, by binding",
             plugin_swaps.clone(),
         );
         let plugin_rejections = Family::default();
         registry.register(
             "plugin_rejections",
-            "Plugin versions refused at load, by reason; the previous version stays",
+            "Plugin versions refused at load, by binding and reason; the previous version stays",
             plugin_rejections.clone(),
+        );
+        let plugin_swap_latency: HistogramFamily<_> =
+            Family::new_with_constructor(lifecycle_histogram);
+        registry.register_with_unit(
+            "plugin_swap_latency",
+            "From a binding's change (its ConfigMap or its spec) being seen to the first reconcile finished by the version swapped in",
+            Unit::Seconds,
+            plugin_swap_latency.clone(),
+        );
+        let plugin_load_duration: HistogramFamily<_> =
+            Family::new_with_constructor(lifecycle_histogram);
+        registry.register_with_unit(
+            "plugin_load_duration",
+            "Loading a plugin version, by binding and by where its compiled code came from (compiled, cached)",
+            Unit::Seconds,
+            plugin_load_duration.clone(),
         );
         let writes = Family::default();
         registry.register(
@@ -258,6 +287,8 @@ impl Metrics {
             queue_depth,
             plugin_swaps,
             plugin_rejections,
+            plugin_swap_latency,
+            plugin_load_duration,
             writes,
         }
     }
@@ -352,15 +383,18 @@ impl Metrics {
             .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
-    /// Counts a new plugin version swapped in.
+    /// Counts a new plugin version swapped in for the binding named `plugin`.
     pub fn record_plugin_swap(&self, plugin: &str) {
         self.plugin_swaps
             .get_or_create(&plugin_labels(plugin))
             .inc();
     }
 
-    /// Counts a plugin version refused at load, under a bounded reason such
-    /// as a [`LoadError`](crate::runtime::LoadError) variant name.
+    /// Counts a plugin version refused for the binding named `plugin`, under
+    /// a bounded reason such as
+    /// [`BindingError::reason`](crate::registry::BindingError::reason). The
+    /// binding's name, not the plugin's, labels it: a refused component's
+    /// own name is not to be trusted (nor bounded).
     pub fn record_plugin_rejection(&self, plugin: &str, reason: &'static str) {
         self.plugin_rejections
             .get_or_create(&ReasonLabels {
@@ -368,6 +402,29 @@ impl Metrics {
                 reason,
             })
             .inc();
+    }
+
+    /// Records how long the version swapped into the binding named `plugin`
+    /// took to take effect: from the change being seen to its first
+    /// reconcile.
+    pub fn record_swap_latency(&self, plugin: &str, latency: Duration) {
+        self.plugin_swap_latency
+            .get_or_create(&plugin_labels(plugin))
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Records the load of a plugin version for the binding named `plugin`:
+    /// how long it took and whether it was compiled or read from the cache.
+    pub fn record_plugin_load(&self, plugin: &str, source: LoadSource, duration: Duration) {
+        self.plugin_load_duration
+            .get_or_create(&LoadLabels {
+                plugin: plugin.to_owned(),
+                source: match source {
+                    LoadSource::Compiled => "compiled",
+                    LoadSource::Cached => "cached",
+                },
+            })
+            .observe(duration.as_secs_f64());
     }
 
     /// Counts a write to the Kubernetes API made for a plugin.
@@ -580,10 +637,20 @@ mod tests {
         metrics.record_plugin_swap("pg");
         metrics.record_plugin_rejection("pg", "IncompatibleWit");
         metrics.record_refused_output("pg");
+        metrics.record_swap_latency("pg", Duration::from_millis(250));
+        metrics.record_plugin_load("pg", LoadSource::Cached, Duration::from_millis(5));
         let text = metrics.encode();
         for (series, value) in [
             (r#"wasm_operator_queue_depth{plugin="pg"}"#, 3.0),
             (r#"wasm_operator_plugin_swaps_total{plugin="pg"}"#, 1.0),
+            (
+                r#"wasm_operator_plugin_swap_latency_seconds_sum{plugin="pg"}"#,
+                0.25,
+            ),
+            (
+                r#"wasm_operator_plugin_load_duration_seconds_count{plugin="pg",source="cached"}"#,
+                1.0,
+            ),
             (
                 r#"wasm_operator_plugin_rejections_total{plugin="pg",reason="IncompatibleWit"}"#,
                 1.0,

@@ -1,35 +1,23 @@
-//! `wasm-operator run`: loads the plugin bindings and runs one controller
-//! per plugin while this replica leads, with health and metrics endpoints.
+//! `wasm-operator run`: while this replica leads, keeps one controller per
+//! plugin binding on the binding's newest good version (see
+//! [`wasm_operator::reload`]), with health and metrics endpoints.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::FutureExt;
-use futures::future::Shared;
-use kube::api::Api;
-use kube::{Client, ResourceExt};
+use kube::Client;
 use tokio::sync::watch;
-use wasm_operator::controller::{self, Settings};
-use wasm_operator::crd::ReconcilerPlugin;
+use wasm_operator::controller::{self, LiveBinding, Settings};
 use wasm_operator::http::{self, HttpState, Readiness};
 use wasm_operator::leader::{LeaderElector, LeaseConfig};
 use wasm_operator::metrics::Metrics;
-use wasm_operator::registry;
+use wasm_operator::reload::{Reloader, Shutdown, StartController, shutdown_signal};
 use wasm_operator::runtime::Runtime;
+use wasm_operator::servers::ServerDirectory;
 
 use crate::RunArgs;
-
-/// A shutdown signal every task can hold a copy of.
-type Shutdown = Shared<futures::future::BoxFuture<'static, ()>>;
-
-fn signal(mut rx: watch::Receiver<bool>) -> Shutdown {
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
-    .boxed()
-    .shared()
-}
 
 pub(crate) async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<()> {
     let client = Client::try_default()
@@ -38,7 +26,7 @@ pub(crate) async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::not_ready("plugins are loading"));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stop = signal(stop_rx.clone());
+    let stop = shutdown_signal(stop_rx.clone());
 
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
@@ -77,9 +65,11 @@ pub(crate) async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<()> {
     });
 
     let settings = Settings {
-        resync: Duration::from_secs(args.resync_seconds),
+        resync: Duration::from_secs_f64(args.resync_seconds.max(0.01)),
         ..Settings::default()
     };
+    let servers = ServerDirectory::new(client.clone());
+    let runtime = Arc::new(runtime);
     let mut leadership = leadership;
     loop {
         if *stop_rx.borrow() {
@@ -92,9 +82,15 @@ pub(crate) async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<()> {
         }
         tracing::info!("leading: starting controllers");
         let (term_tx, term_rx) = watch::channel(false);
-        let term = signal(term_rx);
-        let controllers =
-            start_controllers(&client, &runtime, &settings, &metrics, term.clone()).await?;
+        let term = shutdown_signal(term_rx);
+        let reloader = Reloader::new(
+            client.clone(),
+            Arc::clone(&runtime),
+            Arc::clone(&metrics),
+            &settings.reporter,
+            controller_starter(&client, &settings, &metrics, &servers),
+        );
+        let reloading = reloader.start(term).await?;
         readiness.set_ready();
         tokio::select! {
             _ = leadership.wait_for(|leading| !*leading) => tracing::warn!("lost leadership: stopping controllers"),
@@ -102,54 +98,42 @@ pub(crate) async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<()> {
         }
         readiness.set_not_ready("not leading");
         let _ = term_tx.send(true);
-        for task in controllers {
-            let _ = task.await;
-        }
+        let _ = reloading.await;
     }
     let _ = http_task.await;
     Ok(())
 }
 
-async fn start_controllers(
+/// How the reloader runs the controller of a binding with a version in service.
+fn controller_starter(
     client: &Client,
-    runtime: &Runtime,
     settings: &Settings,
     metrics: &Arc<Metrics>,
-    stop: Shutdown,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let bindings: Api<ReconcilerPlugin> = Api::all(client.clone());
-    let list = bindings
-        .list(&Default::default())
-        .await
-        .context("cannot list ReconcilerPlugins: is the CRD installed (crds/)?")?;
-    let mut tasks = Vec::new();
-    for binding in list.items {
-        let name = binding.name_any();
-        let loaded = registry::load(client, runtime, &binding).await;
-        if let Err(error) = registry::record_status(client, &binding, loaded.as_ref()).await {
-            tracing::warn!(binding = %name, %error, "could not record the binding's status");
-        }
-        match loaded {
-            Ok(plugin) => {
-                let client = client.clone();
-                let settings = settings.clone();
-                let metrics = Arc::clone(metrics);
-                let stop = stop.clone();
-                tasks.push(tokio::spawn(async move {
-                    if let Err(error) =
-                        controller::run(client, plugin, settings, metrics, stop).await
-                    {
-                        tracing::error!(binding = %name, %error, "controller failed");
-                    }
-                }));
+    servers: &Arc<ServerDirectory>,
+) -> StartController {
+    let (client, settings, metrics, servers) = (
+        client.clone(),
+        settings.clone(),
+        Arc::clone(metrics),
+        Arc::clone(servers),
+    );
+    Arc::new(move |live: LiveBinding, stop: Shutdown| {
+        let name = live.name().to_owned();
+        controller::run(
+            client.clone(),
+            live,
+            settings.clone(),
+            Arc::clone(&metrics),
+            Arc::clone(&servers),
+            stop,
+        )
+        .map(move |result| {
+            if let Err(error) = result {
+                tracing::error!(binding = %name, %error, "controller failed");
             }
-            Err(error) => {
-                metrics.record_plugin_rejection(&name, error.reason());
-                tracing::error!(binding = %name, %error, "plugin binding refused");
-            }
-        }
-    }
-    Ok(tasks)
+        })
+        .boxed()
+    })
 }
 
 fn default_identity() -> String {

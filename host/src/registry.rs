@@ -1,7 +1,10 @@
-//! Turns `ReconcilerPlugin` bindings into running plugins: fetches the
-//! component, checks its pin, loads it, validates the settings against the
-//! plugin's schema, computes its grants, and reports the outcome in the
-//! binding's status.
+//! Turns `ReconcilerPlugin` bindings into running plugins: reads the
+//! component, checks its pin, loads it, checks that it may replace the
+//! version in service, validates the settings against the plugin's schema,
+//! computes its grants, and reports the outcome in the binding's status.
+//!
+//! The operator ([`crate::reload`]) and `wasm-operator plugin push`
+//! ([`crate::publish`]) make the same checks through these functions.
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -11,21 +14,43 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::controller::{EffectiveGrants, PluginBinding};
-use crate::crd::{ReconcilerPlugin, ReconcilerPluginStatus};
-use crate::runtime::{LoadError, PluginDigest, Runtime};
+use crate::crd::{ConfigMapSource, ReconcilerPlugin, ReconcilerPluginSpec, ReconcilerPluginStatus};
+use crate::runtime::{LoadError, Plugin, PluginDescription, PluginDigest, Runtime};
 
 /// The most a ConfigMap can hold; components are refused above it.
 pub const MAX_COMPONENT_BYTES: usize = 1 << 20;
 
-/// Why a binding could not be turned into a running plugin.
+/// Why a binding could not be turned into a running plugin, or a new
+/// version of it was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum BindingError {
     /// Neither or both of `spec.source.configMap` and `spec.source.file` are set.
     #[error("spec.source: set exactly one of configMap and file")]
     Source,
-    /// The ConfigMap or its key is missing.
-    #[error("spec.source.configMap: {0}")]
-    ConfigMap(String),
+    /// The ConfigMap the binding points at does not exist.
+    #[error(
+        "spec.source.configMap: ConfigMap {namespace}/{name} not found; create it \
+         (wasm-operator plugin push) or point the binding at another"
+    )]
+    ConfigMapNotFound {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// The ConfigMap has no such `binaryData` key.
+    #[error(
+        "spec.source.configMap: ConfigMap {namespace}/{name} has no binaryData key {key:?}; \
+         components go in binaryData (wasm-operator plugin push puts them there)"
+    )]
+    KeyNotFound {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The missing key.
+        key: String,
+    },
     /// The local file could not be read.
     #[error("spec.source.file: cannot read {path}: {source}")]
     File {
@@ -47,7 +72,10 @@ pub enum BindingError {
     )]
     BadPin(String),
     /// The component does not match `spec.sha256`.
-    #[error("spec.sha256: the component's digest is {found}, but the binding pins {pinned}")]
+    #[error(
+        "spec.sha256: the component's digest is {found}, but the binding pins {pinned}; \
+         update the pin together with the component"
+    )]
     DigestMismatch {
         /// The pin.
         pinned: PluginDigest,
@@ -57,6 +85,29 @@ pub enum BindingError {
     /// The component did not load.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// The component reconciles another kind than the version in service.
+    #[error(
+        "the component reconciles {found}, but this binding reconciles {serving}; a binding \
+         cannot change its kind: create a new ReconcilerPlugin for {found}"
+    )]
+    TargetChanged {
+        /// The kind of the version in service.
+        serving: String,
+        /// The kind the component names in `describe`.
+        found: String,
+    },
+    /// The component gives itself another name than the version in service.
+    #[error(
+        "the component calls itself {found:?}, but the version in service is {serving:?}; \
+         the name keys the finalizer, field manager and labels of every object the plugin \
+         manages: create a new ReconcilerPlugin for another plugin"
+    )]
+    Renamed {
+        /// The name of the version in service.
+        serving: String,
+        /// The name the component gives in `describe`.
+        found: String,
+    },
     /// `spec.settings` does not satisfy the plugin's settings schema.
     #[error("spec.settings{path}: {reason}")]
     Settings {
@@ -68,103 +119,178 @@ pub enum BindingError {
     /// The plugin's settings schema is not a valid JSON Schema.
     #[error("the plugin's settings schema is invalid: {0}")]
     Schema(String),
-    /// A Kubernetes API call failed.
-    #[error("reading the component failed: {0}")]
-    Kube(#[source] kube::Error),
 }
 
 impl BindingError {
-    /// A bounded reason for conditions and metrics.
+    /// A bounded reason for conditions, events and metrics: each check has
+    /// its own.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Source | Self::ConfigMap(_) | Self::File { .. } | Self::Kube(_) => {
-                "SourceUnavailable"
-            }
+            Self::Source
+            | Self::ConfigMapNotFound { .. }
+            | Self::KeyNotFound { .. }
+            | Self::File { .. } => "SourceUnavailable",
             Self::TooLarge { .. } => "ComponentTooLarge",
             Self::BadPin(_) | Self::DigestMismatch { .. } => "DigestMismatch",
-            Self::Load(LoadError::IncompatibleWit { .. }) => "IncompatibleWit",
-            Self::Load(LoadError::NotAComponent { .. } | LoadError::Malformed { .. }) => {
-                "InvalidComponent"
-            }
-            Self::Load(_) => "LoadFailed",
+            Self::Load(error) => match error {
+                LoadError::NotAComponent { .. } => "NotAComponent",
+                LoadError::Malformed { .. } => "MalformedComponent",
+                LoadError::IncompatibleWit { .. } => "IncompatibleWit",
+                LoadError::MissingExport { .. } => "MissingExport",
+                LoadError::UnsatisfiedImport { .. } => "UnsatisfiedImport",
+                LoadError::Describe { .. } => "DescribeFailed",
+                LoadError::CompileTask { .. } => "LoadFailed",
+            },
+            Self::TargetChanged { .. } => "TargetKindChanged",
+            Self::Renamed { .. } => "PluginRenamed",
             Self::Settings { .. } | Self::Schema(_) => "InvalidSettings",
         }
     }
 }
 
-/// Fetches the component bytes a binding points at.
+/// Refuses components larger than a ConfigMap may hold.
 ///
 /// # Errors
-/// [`BindingError::Source`], [`BindingError::ConfigMap`], [`BindingError::File`],
-/// [`BindingError::Kube`] or [`BindingError::TooLarge`].
-pub async fn fetch_component(
-    client: &Client,
-    binding: &ReconcilerPlugin,
-) -> Result<Vec<u8>, BindingError> {
-    let source = &binding.spec.source;
-    let bytes = match (&source.config_map, &source.file) {
-        (Some(cm), None) => {
-            let api: Api<ConfigMap> = Api::namespaced(client.clone(), &cm.namespace);
-            let config_map = api
-                .get_opt(&cm.name)
-                .await
-                .map_err(BindingError::Kube)?
-                .ok_or_else(|| {
-                    BindingError::ConfigMap(format!(
-                        "ConfigMap {}/{} not found",
-                        cm.namespace, cm.name
-                    ))
-                })?;
-            config_map
-                .binary_data
-                .and_then(|mut data| data.remove(&cm.key))
-                .map(|b| b.0)
-                .ok_or_else(|| {
-                    BindingError::ConfigMap(format!(
-                        "ConfigMap {}/{} has no binaryData key {:?}",
-                        cm.namespace, cm.name, cm.key
-                    ))
-                })?
-        }
-        (None, Some(path)) => std::fs::read(path).map_err(|source| BindingError::File {
-            path: path.clone(),
-            source,
-        })?,
-        _ => return Err(BindingError::Source),
-    };
-    if bytes.len() > MAX_COMPONENT_BYTES {
-        return Err(BindingError::TooLarge { size: bytes.len() });
+/// [`BindingError::TooLarge`].
+pub fn check_size(size: usize) -> Result<(), BindingError> {
+    if size > MAX_COMPONENT_BYTES {
+        return Err(BindingError::TooLarge { size });
     }
+    Ok(())
+}
+
+/// The component a ConfigMap holds under the binding's key.
+///
+/// # Errors
+/// [`BindingError::KeyNotFound`] or [`BindingError::TooLarge`].
+pub fn component_in(
+    config_map: &ConfigMap,
+    source: &ConfigMapSource,
+) -> Result<Vec<u8>, BindingError> {
+    let bytes = config_map
+        .binary_data
+        .as_ref()
+        .and_then(|data| data.get(&source.key))
+        .map(|b| b.0.clone())
+        .ok_or_else(|| BindingError::KeyNotFound {
+            namespace: source.namespace.clone(),
+            name: source.name.clone(),
+            key: source.key.clone(),
+        })?;
+    check_size(bytes.len())?;
     Ok(bytes)
 }
 
-/// Loads a binding's component and checks it against the binding.
+/// Reads a component from the operator's filesystem (`spec.source.file`).
 ///
 /// # Errors
-/// Any [`BindingError`]; nothing is changed in the cluster.
-pub async fn load(
-    client: &Client,
-    runtime: &Runtime,
-    binding: &ReconcilerPlugin,
-) -> Result<PluginBinding, BindingError> {
-    let bytes = fetch_component(client, binding).await?;
-    if let Some(pin) = &binding.spec.sha256 {
-        let pinned = PluginDigest::parse(pin).ok_or_else(|| BindingError::BadPin(pin.clone()))?;
-        let found = PluginDigest::of(&bytes);
-        if pinned != found {
-            return Err(BindingError::DigestMismatch { pinned, found });
-        }
+/// [`BindingError::File`] or [`BindingError::TooLarge`].
+pub async fn read_file(path: &str) -> Result<Vec<u8>, BindingError> {
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|source| BindingError::File {
+            path: path.to_owned(),
+            source,
+        })?;
+    check_size(bytes.len())?;
+    Ok(bytes)
+}
+
+/// Checks a component's digest against the binding's pin, if it has one.
+///
+/// # Errors
+/// [`BindingError::BadPin`] or [`BindingError::DigestMismatch`].
+pub fn check_pin(spec: &ReconcilerPluginSpec, digest: &PluginDigest) -> Result<(), BindingError> {
+    let Some(pin) = &spec.sha256 else {
+        return Ok(());
+    };
+    let pinned = PluginDigest::parse(pin).ok_or_else(|| BindingError::BadPin(pin.clone()))?;
+    if pinned != *digest {
+        return Err(BindingError::DigestMismatch {
+            pinned,
+            found: digest.clone(),
+        });
     }
-    let plugin = runtime.load(&bytes).await?;
-    let settings = binding.spec.settings.clone().unwrap_or_else(|| json!({}));
+    Ok(())
+}
+
+/// Checks that a new version may replace the one in service, which is
+/// named `serving_name` and reconciles `serving_target` (`group/version/Kind`):
+/// a binding keeps its kind and its plugin's name for its whole life.
+///
+/// # Errors
+/// [`BindingError::TargetChanged`] or [`BindingError::Renamed`].
+pub fn check_replaces(
+    serving_name: &str,
+    serving_target: &str,
+    next: &PluginDescription,
+) -> Result<(), BindingError> {
+    let target = next.target.to_string();
+    if target != serving_target {
+        return Err(BindingError::TargetChanged {
+            serving: serving_target.to_owned(),
+            found: target,
+        });
+    }
+    if next.name != serving_name {
+        return Err(BindingError::Renamed {
+            serving: serving_name.to_owned(),
+            found: next.name.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Binds a loaded plugin to a binding's spec: validates the settings
+/// against the plugin's schema, computes the grants, applies the limits.
+///
+/// # Errors
+/// [`BindingError::Settings`] or [`BindingError::Schema`].
+pub fn bind(plugin: &Plugin, spec: &ReconcilerPluginSpec) -> Result<PluginBinding, BindingError> {
+    let settings = spec.settings.clone().unwrap_or_else(|| json!({}));
     validate_settings(&plugin.description().settings_schema, &settings)?;
-    let grants = EffectiveGrants::intersect(plugin.description(), &binding.spec.grants);
     Ok(PluginBinding {
-        plugin: plugin.with_limits(binding.spec.limits.to_limits()),
-        grants,
+        plugin: plugin.with_limits(spec.limits.to_limits()),
+        grants: EffectiveGrants::intersect(plugin.description(), &spec.grants),
         settings,
-        concurrency: binding.spec.limits.concurrency(),
+        concurrency: spec.limits.concurrency(),
     })
+}
+
+/// Loads component bytes as a version of a binding.
+///
+/// # Guarantees
+/// The checks run in this order, and the first that fails is returned: the
+/// pin; loading (the component header, compiling off the async threads or
+/// reading the precompiled cache, the WIT version, the exports, `describe`);
+/// when a version is in service, the same kind and the same plugin name;
+/// the settings against the new settings schema. Bytes with the digest of
+/// the version in service reuse its compiled plugin.
+///
+/// # Errors
+/// Any [`BindingError`] but the source ones; nothing is changed in the
+/// cluster.
+pub async fn load(
+    runtime: &Runtime,
+    spec: &ReconcilerPluginSpec,
+    bytes: &[u8],
+    serving: Option<&PluginBinding>,
+) -> Result<PluginBinding, BindingError> {
+    let digest = PluginDigest::of(bytes);
+    check_pin(spec, &digest)?;
+    let plugin = match serving {
+        Some(serving) if *serving.plugin.digest() == digest => serving.plugin.clone(),
+        _ => runtime.load(bytes).await?,
+    };
+    if let Some(serving) = serving {
+        let current = serving.plugin.description();
+        check_replaces(
+            &current.name,
+            &current.target.to_string(),
+            plugin.description(),
+        )?;
+    }
+    bind(&plugin, spec)
 }
 
 /// Checks settings against a plugin's JSON Schema.
@@ -191,66 +317,141 @@ pub fn validate_settings(schema: &Value, settings: &Value) -> Result<(), Binding
     }
 }
 
-/// Records the outcome of loading a binding in its status.
+/// What a binding's status reports.
+#[derive(Debug, Clone, Copy)]
+pub enum BindingState<'a> {
+    /// This version serves, and it is what the binding points at.
+    Serving(&'a PluginBinding),
+    /// What the binding points at was refused; `serving`, if any, stays in
+    /// service.
+    Refused {
+        /// The version that keeps serving.
+        serving: Option<&'a PluginBinding>,
+        /// Why the binding's component was refused.
+        error: &'a BindingError,
+        /// The refused component's digest, when its bytes could be read.
+        digest: Option<&'a PluginDigest>,
+    },
+}
+
+/// The status that reports `state`, keeping the transition times of
+/// unchanged conditions from `previous`.
+pub fn status_for(
+    binding: &ReconcilerPlugin,
+    previous: &ReconcilerPluginStatus,
+    state: BindingState<'_>,
+) -> ReconcilerPluginStatus {
+    let generation = binding.metadata.generation;
+    let (serving, refused) = match state {
+        BindingState::Serving(serving) => (Some(serving), None),
+        BindingState::Refused {
+            serving,
+            error,
+            digest,
+        } => (serving, Some((error, digest))),
+    };
+    let mut status = ReconcilerPluginStatus {
+        observed_generation: generation,
+        rejected_digest: refused.and_then(|(_, d)| d.map(ToString::to_string)),
+        last_error: refused.map(|(e, _)| e.to_string()),
+        ..ReconcilerPluginStatus::default()
+    };
+    let serving_message = serving.map(|s| {
+        let d = s.plugin.description();
+        status.digest = Some(s.plugin.digest().to_string());
+        status.plugin_name = Some(d.name.clone());
+        status.plugin_version = Some(d.version.clone());
+        status.wit_version = Some(d.wit_version.clone());
+        status.target = Some(d.target.to_string());
+        format!(
+            "{} {} ({}) reconciles {}",
+            d.name,
+            d.version,
+            s.plugin.digest(),
+            d.target
+        )
+    });
+    let condition = |type_: &str, ok: bool, reason: &str, message: String| {
+        condition(
+            &previous.conditions,
+            type_,
+            ok,
+            reason,
+            &message,
+            generation,
+        )
+    };
+    let (loaded, ready) = match (serving_message, refused) {
+        (Some(message), None) => (
+            condition("Loaded", true, "Loaded", message.clone()),
+            condition("Ready", true, "Serving", message),
+        ),
+        (Some(message), Some((error, _))) => (
+            condition(
+                "Loaded",
+                false,
+                error.reason(),
+                format!(
+                    "{error}; the previous version {} keeps serving",
+                    status.digest.as_deref().unwrap_or_default()
+                ),
+            ),
+            condition("Ready", true, "Serving", message),
+        ),
+        (None, Some((error, _))) => (
+            condition("Loaded", false, error.reason(), error.to_string()),
+            condition("Ready", false, error.reason(), error.to_string()),
+        ),
+        (None, None) => unreachable!("BindingState::Serving always has a version"),
+    };
+    status.conditions = vec![loaded, ready];
+    status
+}
+
+/// Writes a binding's status reporting `state`, unless `previous` (the
+/// status last written) already says the same. Returns the status now in
+/// place.
 ///
 /// # Errors
 /// When the status cannot be written.
 pub async fn record_status(
     client: &Client,
     binding: &ReconcilerPlugin,
-    outcome: Result<&PluginBinding, &BindingError>,
-) -> Result<(), kube::Error> {
-    let api: Api<ReconcilerPlugin> = Api::all(client.clone());
-    let previous = binding.status.clone().unwrap_or_default();
-    let generation = binding.metadata.generation;
-    let mut status = ReconcilerPluginStatus {
-        observed_generation: generation,
-        ..previous.clone()
-    };
-    let (ok, reason, message) = match outcome {
-        Ok(loaded) => {
-            let d = loaded.plugin.description();
-            status.digest = Some(loaded.plugin.digest().to_string());
-            status.plugin_name = Some(d.name.clone());
-            status.plugin_version = Some(d.version.clone());
-            status.wit_version = Some(d.wit_version.clone());
-            status.target = Some(d.target.to_string());
-            status.last_error = None;
-            (
-                true,
-                "Loaded",
-                format!("{} {} reconciles {}", d.name, d.version, d.target),
-            )
-        }
-        Err(error) => {
-            status.last_error = Some(error.to_string());
-            (false, error.reason(), error.to_string())
-        }
-    };
-    status.conditions = ["Loaded", "Ready"]
-        .iter()
-        .map(|type_| {
-            condition(
-                &previous.conditions,
-                type_,
-                ok,
-                reason,
-                &message,
-                generation,
-            )
-        })
-        .collect();
-    if status == previous {
-        return Ok(());
+    previous: &ReconcilerPluginStatus,
+    state: BindingState<'_>,
+) -> Result<ReconcilerPluginStatus, kube::Error> {
+    let status = status_for(binding, previous, state);
+    if status == *previous {
+        return Ok(status);
     }
-    let patch = json!({"status": status});
+    let api: Api<ReconcilerPlugin> = Api::all(client.clone());
     api.patch_status(
         &binding.name_any(),
         &PatchParams::default(),
-        &Patch::Merge(&patch),
+        &Patch::Merge(&json!({"status": status_patch(&status)})),
     )
     .await?;
-    Ok(())
+    Ok(status)
+}
+
+/// The status as a merge patch: fields that are unset are written as
+/// `null`, so that a merge patch removes what an earlier status said.
+fn status_patch(status: &ReconcilerPluginStatus) -> Value {
+    let mut patch = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
+    if let Some(fields) = patch.as_object_mut() {
+        for key in [
+            "digest",
+            "pluginName",
+            "pluginVersion",
+            "witVersion",
+            "target",
+            "rejectedDigest",
+            "lastError",
+        ] {
+            fields.entry(key).or_insert(Value::Null);
+        }
+    }
+    patch
 }
 
 fn condition(
@@ -274,5 +475,153 @@ fn condition(
         message: message.to_owned(),
         last_transition_time: since,
         observed_generation: generation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::ObjectKind;
+
+    fn description(name: &str, kind: &str) -> PluginDescription {
+        PluginDescription {
+            name: name.into(),
+            version: "0.1.0".into(),
+            target: ObjectKind::new("examples.systems.mikemiller.tech", "v1alpha1", kind),
+            child_kinds: Vec::new(),
+            read_kinds: Vec::new(),
+            wants_sql: false,
+            settings_schema: json!({}),
+            wit_version: "0.1.0".into(),
+            offers_admission: false,
+        }
+    }
+
+    fn binding() -> ReconcilerPlugin {
+        serde_json::from_value(json!({
+            "apiVersion": "systems.mikemiller.tech/v1alpha1",
+            "kind": "ReconcilerPlugin",
+            "metadata": {"name": "greeting", "generation": 3},
+            "spec": {"source": {"configMap": {"namespace": "ns", "name": "cm", "key": "k"}}},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_new_version_must_keep_the_kind_and_the_name() {
+        let serving = description("greeting", "Greeting");
+        let target = serving.target.to_string();
+        assert!(check_replaces("greeting", &target, &serving).is_ok());
+        let error =
+            check_replaces("greeting", &target, &description("greeting", "Farewell")).unwrap_err();
+        assert_eq!(error.reason(), "TargetKindChanged");
+        assert!(
+            error.to_string().contains("create a new ReconcilerPlugin"),
+            "{error}"
+        );
+        let error =
+            check_replaces("greeting", &target, &description("other", "Greeting")).unwrap_err();
+        assert_eq!(error.reason(), "PluginRenamed");
+    }
+
+    #[test]
+    fn a_pin_refuses_every_other_digest() {
+        let mut spec = binding().spec;
+        let digest = PluginDigest::of(b"v1");
+        assert!(check_pin(&spec, &digest).is_ok());
+        spec.sha256 = Some(digest.to_string());
+        assert!(check_pin(&spec, &digest).is_ok());
+        let error = check_pin(&spec, &PluginDigest::of(b"v2")).unwrap_err();
+        assert_eq!(error.reason(), "DigestMismatch");
+        spec.sha256 = Some("sha256:nope".into());
+        assert!(matches!(
+            check_pin(&spec, &digest),
+            Err(BindingError::BadPin(_))
+        ));
+    }
+
+    #[test]
+    fn a_config_map_without_the_key_or_with_too_much_is_refused() {
+        let source = binding().spec.source.config_map.unwrap();
+        let mut config_map = ConfigMap::default();
+        let error = component_in(&config_map, &source).unwrap_err();
+        assert!(
+            error.to_string().contains("no binaryData key \"k\""),
+            "{error}"
+        );
+        config_map.binary_data = Some(
+            [(
+                "k".to_owned(),
+                k8s_openapi::ByteString(vec![0; MAX_COMPONENT_BYTES + 1]),
+            )]
+            .into(),
+        );
+        assert_eq!(
+            component_in(&config_map, &source).unwrap_err().reason(),
+            "ComponentTooLarge"
+        );
+    }
+
+    #[test]
+    fn a_refused_first_version_is_not_ready_and_names_the_refused_digest() {
+        let digest = PluginDigest::of(b"bad");
+        let error = BindingError::Load(LoadError::NotAComponent {
+            found: "a core WebAssembly module",
+        });
+        let status = status_for(
+            &binding(),
+            &ReconcilerPluginStatus::default(),
+            BindingState::Refused {
+                serving: None,
+                error: &error,
+                digest: Some(&digest),
+            },
+        );
+        assert_eq!(status.rejected_digest, Some(digest.to_string()));
+        assert_eq!(status.digest, None);
+        assert_eq!(status.observed_generation, Some(3));
+        for type_ in ["Loaded", "Ready"] {
+            let c = status.conditions.iter().find(|c| c.type_ == type_).unwrap();
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("False", "NotAComponent")
+            );
+        }
+        let patch = status_patch(&status);
+        assert_eq!(patch["digest"], Value::Null, "{patch}");
+        assert_eq!(patch["rejectedDigest"], json!(digest.to_string()));
+    }
+
+    #[test]
+    fn each_check_has_its_own_reason() {
+        let digest = PluginDigest::of(b"x");
+        let reasons = [
+            BindingError::Load(LoadError::NotAComponent { found: "garbage" }).reason(),
+            BindingError::Load(LoadError::Malformed {
+                digest: digest.clone(),
+                reason: "truncated".into(),
+            })
+            .reason(),
+            BindingError::Load(LoadError::IncompatibleWit {
+                digest,
+                package: "p",
+                found: "1.0.0".into(),
+                accepted: "0.1.0",
+                compatible: "0.1".into(),
+            })
+            .reason(),
+            BindingError::TargetChanged {
+                serving: "a".into(),
+                found: "b".into(),
+            }
+            .reason(),
+            BindingError::Settings {
+                path: String::new(),
+                reason: "x".into(),
+            }
+            .reason(),
+        ];
+        let unique: std::collections::BTreeSet<_> = reasons.iter().collect();
+        assert_eq!(unique.len(), reasons.len(), "{reasons:?}");
     }
 }

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::crd::GrantsSpec;
 use crate::runtime::{Decision, FinalizeDecision, Grants, ObjectKind, PluginDescription, SqlPlan};
+use crate::servers::ServerPattern;
 
 /// The grants a plugin runs under: the intersection of what it requested in
 /// `describe` and what its binding allows.
@@ -15,8 +16,9 @@ pub struct EffectiveGrants {
     pub read_kinds: BTreeSet<ObjectKind>,
     /// Kinds of children it may apply and prune.
     pub child_kinds: BTreeSet<ObjectKind>,
-    /// Servers it may query and plan against (`namespace/name`).
-    pub servers: BTreeSet<String>,
+    /// Servers it may query and plan against, when they consent to the
+    /// object's namespace.
+    pub servers: Vec<ServerPattern>,
 }
 
 impl EffectiveGrants {
@@ -39,18 +41,19 @@ impl EffectiveGrants {
                 .cloned()
                 .collect(),
             servers: if description.wants_sql {
-                allowed.servers.iter().cloned().collect()
+                allowed.servers.iter().map(ServerPattern::new).collect()
             } else {
-                BTreeSet::new()
+                Vec::new()
             },
         }
     }
 
-    /// The read grants handed to the runtime for one call.
-    pub fn for_call(&self) -> Grants {
+    /// The read grants handed to the runtime for one call about an object
+    /// that may use `servers`.
+    pub fn for_call(&self, servers: BTreeSet<String>) -> Grants {
         Grants {
             read_kinds: self.read_kinds.clone(),
-            servers: self.servers.clone(),
+            servers,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! events, finalizer).
 
 mod grants;
+mod live;
 mod services;
 
 use std::collections::{BTreeSet, HashMap};
@@ -23,12 +24,14 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 pub use grants::{EffectiveGrants, Refusal, check_decision, kind_of};
+pub use live::{BindingPublisher, LiveBinding, channel};
 pub use services::{KindResolver, KubeServices};
 
 use crate::metrics::{Export, Metrics, Outcome, WriteVerb};
 use crate::runtime::{
     CallContext, CallError, Decision, Event, EventType, ObjectKind, Plugin, ReconcileInput, SqlPlan,
 };
+use crate::servers::{ServerDirectory, ServerError};
 
 /// Label on every child: the plugin that manages it.
 pub const PLUGIN_LABEL: &str = "systems.mikemiller.tech/plugin";
@@ -104,14 +107,10 @@ pub enum ReconcileError {
         #[source]
         source: Refusal,
     },
-    /// The decision includes SQL, but no database server is available.
-    #[error(
-        "the decision includes SQL for {server}, but no PostgreSQL server is registered under that name"
-    )]
-    NoServer {
-        /// The server named in the plan.
-        server: String,
-    },
+    /// Running the decision's SQL failed; children and status were not
+    /// applied.
+    #[error("running the SQL plan failed: {0}")]
+    Sql(#[source] ServerError),
     /// A Kubernetes API call failed.
     #[error("Kubernetes API call failed while {action}: {source}")]
     Kube {
@@ -132,7 +131,8 @@ impl ReconcileError {
         match self {
             Self::Plugin { source, .. } => source.reason(),
             Self::Refused { .. } => "OutputRefused",
-            Self::NoServer { .. } => "ServerUnavailable",
+            Self::Sql(ServerError::Sql { .. }) => "SqlFailed",
+            Self::Sql(_) => "ServerUnavailable",
             Self::Kube { .. } => "KubernetesApiError",
             Self::Finalizer(_) => "FinalizerError",
         }
@@ -157,7 +157,10 @@ fn kube_error(action: &'static str) -> impl FnOnce(kube::Error) -> ReconcileErro
     move |source| ReconcileError::Kube { action, source }
 }
 
-/// The state one plugin's controller shares between reconciles.
+/// The state one plugin's controller shares between reconciles: one per
+/// version of the binding (see `live`), all versions sharing everything but
+/// the binding.
+#[derive(Clone)]
 struct Context {
     client: Client,
     binding: PluginBinding,
@@ -166,24 +169,29 @@ struct Context {
     children: Vec<(ObjectKind, ApiResource, bool)>,
     kinds: Arc<KindResolver>,
     recorder: Recorder,
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Arc<Mutex<HashMap<String, u32>>>,
     settings: Settings,
     metrics: Arc<Metrics>,
+    servers: Arc<ServerDirectory>,
 }
 
 /// Runs the controller of one bound plugin until `shutdown` resolves;
-/// reconciles in flight then finish.
+/// reconciles in flight then finish. Versions published on the binding's
+/// [`BindingPublisher`] are swapped in as they come, and every object is
+/// then reconciled again.
 ///
 /// # Errors
 /// When the plugin's kinds are not served by the API server.
 pub async fn run(
     client: Client,
-    binding: PluginBinding,
+    mut live: LiveBinding,
     settings: Settings,
     metrics: Arc<Metrics>,
+    servers: Arc<ServerDirectory>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), ReconcileError> {
     let kinds = Arc::new(KindResolver::default());
+    let binding = live.current();
     let description = binding.plugin.description().clone();
     let (target, target_namespaced) = kinds
         .resolve(&client, &description.target)
@@ -204,6 +212,12 @@ pub async fn run(
             instance: std::env::var("POD_NAME").ok(),
         },
     );
+    if !binding.grants.servers.is_empty()
+        && let Err(error) = servers.ready().await
+    {
+        // Reconciles still run; objects show that no server is usable.
+        tracing::warn!(plugin = %description.name, %error, "PostgreSQL servers are not known yet");
+    }
     let concurrency = binding.concurrency;
     let plugin_name = description.name.clone();
     let child_selector = format!("{PLUGIN_LABEL}={plugin_name}");
@@ -213,12 +227,15 @@ pub async fn run(
     let reader = writer.as_reader();
     // Status-only changes keep the generation: they must not re-trigger the
     // reconcile that wrote them. Finalizer changes must: adding ours ends a
-    // reconcile that waits for the change to come back.
+    // reconcile that waits for the change to come back. Annotation changes
+    // must too: they carry requests such as a password rotation.
     let trigger = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
         .applied_objects()
         .predicate_filter(
-            predicates::generation.combine(predicates::finalizers),
+            predicates::generation
+                .combine(predicates::finalizers)
+                .combine(predicates::annotations),
             Default::default(),
         );
     let mut controller = Controller::for_stream_with(trigger, reader, target.clone())
@@ -230,7 +247,7 @@ pub async fn run(
             watcher::Config::default().labels(&child_selector),
         );
     }
-    let context = Arc::new(Context {
+    let context = Context {
         client,
         binding,
         target,
@@ -238,14 +255,21 @@ pub async fn run(
         children,
         kinds,
         recorder,
-        failures: Mutex::new(HashMap::new()),
+        failures: Arc::default(),
         settings,
         metrics,
-    });
+        servers,
+    };
+    let versions = live::Versions::new(context, &live);
     tracing::info!(plugin = %plugin_name, kind = %description.target, "controller started");
     controller
+        .reconcile_all_on(versions.swaps(live))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, context)
+        .run(
+            |object, versions| versions.reconcile(object),
+            |object, error, versions| error_policy(object, error, versions.context()),
+            versions,
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile did not complete");
@@ -314,7 +338,12 @@ fn error_policy(object: Arc<DynamicObject>, error: &ReconcileError, ctx: Arc<Con
         .entry(object.uid().unwrap_or_default())
         .or_insert(0);
     *count = count.saturating_add(1);
-    let delay = backoff(*count);
+    // A plugin that says retrying cannot help (an invalid spec) is asked
+    // again on the next change or resync, not on a fast backoff.
+    let delay = match error {
+        ReconcileError::Plugin { source, .. } if !source.is_retryable() => ctx.settings.resync,
+        _ => backoff(*count),
+    };
     tracing::warn!(object = %object.name_any(), reason = error.reason(), %error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
     Action::requeue(delay)
 }
@@ -353,14 +382,25 @@ impl Context {
         }
     }
 
-    fn call_context(&self) -> CallContext {
+    fn call_context(&self, servers: &BTreeSet<String>) -> CallContext {
         CallContext {
             services: Arc::new(KubeServices {
                 client: self.client.clone(),
                 kinds: Arc::clone(&self.kinds),
+                servers: Arc::clone(&self.servers),
             }),
-            grants: Arc::new(self.binding.grants.for_call()),
+            grants: Arc::new(self.binding.grants.for_call(servers.clone())),
         }
+    }
+
+    /// The servers the plugin may use for `object`: granted to the binding
+    /// and consenting to the object's namespace.
+    fn servers_for(&self, object: &DynamicObject) -> BTreeSet<String> {
+        if self.binding.grants.servers.is_empty() {
+            return BTreeSet::new();
+        }
+        self.servers
+            .usable_by(&self.binding.grants.servers, object.namespace().as_deref())
     }
 
     fn plugin_name(&self) -> String {
@@ -389,7 +429,12 @@ impl Context {
         Ok(found)
     }
 
-    fn input(&self, object: &DynamicObject, children: &[(usize, DynamicObject)]) -> ReconcileInput {
+    fn input(
+        &self,
+        object: &DynamicObject,
+        children: &[(usize, DynamicObject)],
+        servers: &BTreeSet<String>,
+    ) -> ReconcileInput {
         ReconcileInput {
             object: serde_json::to_value(object).unwrap_or(Value::Null),
             children: children
@@ -397,7 +442,7 @@ impl Context {
                 .map(|(_, c)| serde_json::to_value(c).unwrap_or(Value::Null))
                 .collect(),
             settings: self.binding.settings.clone(),
-            servers: self.binding.grants.servers.iter().cloned().collect(),
+            servers: servers.iter().cloned().collect(),
         }
     }
 
@@ -415,39 +460,49 @@ impl Context {
         }
     }
 
-    /// Runs a decision's SQL plans. No server can be registered yet
-    /// (PostgresServer comes with the Postgres plugins), so any plan fails
-    /// the reconcile before anything else of the decision is applied.
-    fn run_sql(&self, plans: &[SqlPlan]) -> Result<(), ReconcileError> {
-        match plans.first() {
-            Some(plan) => Err(ReconcileError::NoServer {
-                server: plan.server.clone(),
-            }),
-            None => Ok(()),
+    /// Runs a decision's SQL plans in order, stopping at the first failure
+    /// (then nothing else of the decision is applied).
+    async fn run_sql(&self, plans: &[SqlPlan]) -> Result<(), ReconcileError> {
+        for plan in plans.iter().filter(|p| !p.statements.is_empty()) {
+            let started = std::time::Instant::now();
+            let report = self
+                .servers
+                .run_plan(plan)
+                .await
+                .map_err(ReconcileError::Sql)?;
+            tracing::info!(
+                server = %plan.server,
+                database = plan.database.as_deref().unwrap_or("(maintenance)"),
+                statements = report.executed,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "ran SQL plan"
+            );
         }
+        Ok(())
     }
 
     async fn apply(&self, object: &DynamicObject) -> Result<Action, ReconcileError> {
         let children = self.existing_children(object).await?;
-        let input = self.input(object, &children);
+        let servers = self.servers_for(object);
+        let input = self.input(object, &children, &servers);
         let timer = self
             .metrics
             .time_plugin_call(&self.plugin_name(), Export::Reconcile);
         let decision = self
             .binding
             .plugin
-            .reconcile(&input, self.call_context())
+            .reconcile(&input, self.call_context(&servers))
             .await;
         drop(timer);
         let decision = decision.map_err(self.plugin_failed())?;
         check_decision(
             &self.binding.grants,
             object.namespace().as_deref(),
-            &self.binding.grants.servers,
+            &servers,
             &decision,
         )
         .map_err(self.refused())?;
-        self.run_sql(&decision.sql)?;
+        self.run_sql(&decision.sql).await?;
         self.apply_children(object, &decision, &children).await?;
         self.write_status(object, &decision).await?;
         self.publish(object, &decision.events).await;
@@ -458,19 +513,20 @@ impl Context {
 
     async fn cleanup(&self, object: &DynamicObject) -> Result<Action, ReconcileError> {
         let children = self.existing_children(object).await?;
-        let input = self.input(object, &children);
+        let servers = self.servers_for(object);
+        let input = self.input(object, &children, &servers);
         let timer = self
             .metrics
             .time_plugin_call(&self.plugin_name(), Export::Finalize);
         let decision = self
             .binding
             .plugin
-            .finalize(&input, self.call_context())
+            .finalize(&input, self.call_context(&servers))
             .await;
         drop(timer);
         let decision = decision.map_err(self.plugin_failed())?;
-        grants::check_finalize(&self.binding.grants.servers, &decision).map_err(self.refused())?;
-        self.run_sql(&decision.sql)?;
+        grants::check_finalize(&servers, &decision).map_err(self.refused())?;
+        self.run_sql(&decision.sql).await?;
         self.publish(object, &decision.events).await;
         if decision.done {
             Ok(Action::await_change())
@@ -725,7 +781,8 @@ fn jiff_second() -> k8s_openapi::jiff::Unit {
     k8s_openapi::jiff::Unit::Second
 }
 
-fn truncate(text: &str, max: usize) -> String {
+/// `text` cut to at most `max` bytes (on a character boundary), marked with `…` when cut.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }

@@ -12,6 +12,7 @@ use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use serde_json::Value;
 
 use crate::runtime::{HostServices, ObjectKind, QueryResult, SqlValue};
+use crate::servers::ServerDirectory;
 
 /// Resolves kinds to API resources through discovery, caching the answers.
 #[derive(Default)]
@@ -73,6 +74,8 @@ pub struct KubeServices {
     pub client: Client,
     /// Shared kind resolution.
     pub kinds: std::sync::Arc<KindResolver>,
+    /// The PostgreSQL servers.
+    pub servers: std::sync::Arc<ServerDirectory>,
 }
 
 fn read_error(kind: &ObjectKind, error: &kube::Error) -> String {
@@ -120,12 +123,13 @@ impl HostServices for KubeServices {
     async fn query(
         &self,
         server: &str,
-        _: Option<&str>,
-        _: &str,
-        _: &[SqlValue],
+        database: Option<&str>,
+        statement: &str,
+        params: &[SqlValue],
     ) -> Result<QueryResult, String> {
-        Err(format!(
-            "server {server} is not available: database servers are registered as PostgresServer objects"
-        ))
+        self.servers
+            .query(server, database, statement, params)
+            .await
+            .map_err(|e| e.to_string())
     }
 }

@@ -1,0 +1,365 @@
+//! Operator benchmarks, end to end (release operator binary, test API
+//! server, real plugins, real PostgreSQL):
+//!
+//! - `noop`: N Greetings converged, then the rate of no-op reconciles the
+//!   operator sustains (every object is re-queued every second) and its RSS.
+//!   N = 1,000 and 10,000 (`BENCH_NOOP_OBJECTS=1000,10000`).
+//! - `postgres`: time to converge 1,000 Databases on one server beside the
+//!   same DDL sent by a plain `psql` script, in the same run
+//!   (`BENCH_DATABASES=1000`).
+//!
+//! Run with `scripts/bench.sh` (`cargo bench -p wasm-operator --bench
+//! operator [-- noop|postgres]`). Numbers are printed, not asserted: these
+//! machines are noisy.
+
+#[path = "../tests/support/cluster.rs"]
+mod cluster;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cluster::{Cluster, eventually};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+use test_postgres::PgServer;
+
+fn resource(group: &str, kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1alpha1", kind))
+}
+
+fn plugin(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/plugins/{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-plugins.sh",
+        path.display()
+    );
+    path.canonicalize().unwrap().display().to_string()
+}
+
+async fn create_all(api: &Api<DynamicObject>, objects: Vec<Value>) {
+    // A few writers in parallel, as `kubectl apply` of a large manifest would.
+    let chunks: Vec<Vec<Value>> = objects.chunks(64).map(<[Value]>::to_vec).collect();
+    for chunk in chunks {
+        let writes = chunk.into_iter().map(|object| {
+            let api = api.clone();
+            async move {
+                api.create(
+                    &PostParams::default(),
+                    &serde_json::from_value(object).unwrap(),
+                )
+                .await
+                .unwrap();
+            }
+        });
+        futures::future::join_all(writes).await;
+    }
+}
+
+fn ready_count(list: &[DynamicObject]) -> usize {
+    list.iter()
+        .filter(|o| {
+            o.data["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .count()
+}
+
+async fn wait_all_ready(api: &Api<DynamicObject>, n: usize, limit: Duration) {
+    eventually(&format!("{n} objects Ready"), limit, || async {
+        // Listing thousands of objects is not free: look once a second.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let list = api.list(&ListParams::default()).await.ok()?;
+        (ready_count(&list.items) >= n).then_some(())
+    })
+    .await;
+}
+
+async fn scrape(addr: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Resident set size of a process in MiB, from /proc.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+async fn noop(objects: usize) {
+    let crd: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../plugins/example/greeting-crd.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let crds = vec![
+        crd,
+        serde_json::to_value(
+            wasm_operator::crd::all()
+                .remove("reconcilerplugins.yaml")
+                .unwrap(),
+        )
+        .unwrap(),
+    ];
+    let cluster = Cluster::start(&format!("bench-noop-{objects}"), crds, &["bench"]).await;
+    let client = cluster.client();
+    let binding = json!({
+        "apiVersion": "systems.mikemiller.tech/v1alpha1",
+        "kind": "ReconcilerPlugin",
+        "metadata": {"name": "greeting"},
+        "spec": {
+            "source": {"file": plugin("example-plugin")},
+            "limits": {"concurrency": 16},
+            "grants": {"children": [{"version": "v1", "kind": "ConfigMap"}], "read": [{"version": "v1", "kind": "ConfigMap"}]},
+        },
+    });
+    Api::<DynamicObject>::all_with(
+        client.clone(),
+        &resource("systems.mikemiller.tech", "ReconcilerPlugin"),
+    )
+    .create(
+        &PostParams::default(),
+        &serde_json::from_value(binding).unwrap(),
+    )
+    .await
+    .unwrap();
+    let greetings = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "bench",
+        &resource("examples.systems.mikemiller.tech", "Greeting"),
+    );
+    create_all(
+        &greetings,
+        (0..objects)
+            .map(|i| {
+                json!({
+                    "apiVersion": "examples.systems.mikemiller.tech/v1alpha1",
+                    "kind": "Greeting",
+                    "metadata": {"name": format!("g-{i:05}"), "namespace": "bench"},
+                    "spec": {"greeting": "Hello"},
+                })
+            })
+            .collect(),
+    )
+    .await;
+    let started = Instant::now();
+    let operator = cluster.start_operator(&["--leader-election=false", "--resync-seconds", "0.2"]);
+    wait_all_ready(&greetings, objects, Duration::from_secs(1800)).await;
+    let converged = started.elapsed();
+    // Steady state: every reconcile now is a no-op re-queued by the resync.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let window = Duration::from_secs(10);
+    let before = metric(
+        &scrape(&operator.http).await,
+        "wasm_operator_reconciles_total",
+    );
+    tokio::time::sleep(window).await;
+    let after_text = scrape(&operator.http).await;
+    let after = metric(&after_text, "wasm_operator_reconciles_total");
+    let writes = metric(&after_text, "wasm_operator_writes_total");
+    let rate = (after - before) / window.as_secs_f64();
+    let rss = rss_mib(operator.pid());
+    println!(
+        "noop/{objects:<6} converge {:>7.2} s | no-op reconciles {:>8.0} /s (target >= 2000) | RSS {:>6.1} MiB (target <= 150) | writes so far {writes}",
+        converged.as_secs_f64(),
+        rate,
+        rss
+    );
+}
+
+/// The DDL of one converged Database, as a DBA would type it.
+fn ddl(i: usize) -> String {
+    let verifier = wasm_operator_sdk::scram_sha_256_verifier(&format!("password-{i}"));
+    format!(
+        "CREATE ROLE \"owner-{i:04}\" LOGIN PASSWORD '{verifier}';\nCREATE DATABASE \"db-{i:04}\" OWNER \"owner-{i:04}\";\n"
+    )
+}
+
+async fn postgres(databases: usize) {
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR"));
+
+    // Baseline: the same DDL from psql, on a server of its own.
+    let baseline_server = PgServer::start_default_in(work).unwrap();
+    let script = work.join("bench-ddl.sql");
+    std::fs::write(&script, (0..databases).map(ddl).collect::<String>()).unwrap();
+    let started = Instant::now();
+    let status = Command::new("psql")
+        .arg(baseline_server.admin_url())
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(&script)
+        .status()
+        .expect("running psql");
+    assert!(status.success(), "psql failed");
+    let psql = started.elapsed();
+    drop(baseline_server);
+
+    let pg = PgServer::start_default_in(work).unwrap();
+    let crds = wasm_operator::crd::all()
+        .into_values()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect();
+    let cluster = Cluster::start("bench-postgres", crds, &["db"]).await;
+    let client = cluster.client();
+    setup_server(&client, &pg).await;
+    let operator = cluster.start_operator(&["--leader-election=false"]);
+    let servers = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "db",
+        &resource("systems.mikemiller.tech", "PostgresServer"),
+    );
+    wait_all_ready(&servers, 1, Duration::from_secs(60)).await;
+    let api = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "db",
+        &resource("systems.mikemiller.tech", "Database"),
+    );
+    let objects = (0..databases)
+        .map(|i| {
+            json!({
+                "apiVersion": "systems.mikemiller.tech/v1alpha1",
+                "kind": "Database",
+                "metadata": {"name": format!("db-{i:04}"), "namespace": "db"},
+                "spec": {
+                    "serverRef": {"name": "main"},
+                    "credentials": {"username": format!("owner-{i:04}")},
+                },
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    create_all(&api, objects).await;
+    wait_all_ready(&api, databases, Duration::from_secs(3600)).await;
+    let operator_time = started.elapsed();
+    let rss = rss_mib(operator.pid());
+    println!(
+        "postgres/{databases}: psql script {:>7.2} s | operator converge {:>7.2} s | ratio {:.2}x (target <= 1.3x) | operator RSS {rss:.1} MiB",
+        psql.as_secs_f64(),
+        operator_time.as_secs_f64(),
+        operator_time.as_secs_f64() / psql.as_secs_f64()
+    );
+    let count = api.list(&ListParams::default()).await.unwrap().items.len();
+    assert_eq!(count, databases);
+}
+
+async fn setup_server(client: &Client, pg: &PgServer) {
+    let value = |text: &str| k8s_openapi::ByteString(text.as_bytes().to_vec());
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("main-admin".into()),
+            namespace: Some("db".into()),
+            ..Default::default()
+        },
+        data: Some(
+            [
+                ("username".to_owned(), value("postgres")),
+                ("password".to_owned(), value(test_postgres::ADMIN_PASSWORD)),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), "db")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let server = json!({
+        "apiVersion": "systems.mikemiller.tech/v1alpha1",
+        "kind": "PostgresServer",
+        "metadata": {"name": "main", "namespace": "db"},
+        "spec": {"host": "127.0.0.1", "port": pg.port(), "sslMode": "disable", "adminCredentials": {"secretName": "main-admin"}},
+    });
+    Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "db",
+        &resource("systems.mikemiller.tech", "PostgresServer"),
+    )
+    .create(
+        &PostParams::default(),
+        &serde_json::from_value(server).unwrap(),
+    )
+    .await
+    .unwrap();
+    let kind =
+        |k: &str| json!({"group": "systems.mikemiller.tech", "version": "v1alpha1", "kind": k});
+    for (name, reads) in [
+        ("postgres-server", vec![]),
+        ("postgres-database", vec![kind("PostgresServer")]),
+    ] {
+        let binding = json!({
+            "apiVersion": "systems.mikemiller.tech/v1alpha1",
+            "kind": "ReconcilerPlugin",
+            "metadata": {"name": name},
+            "spec": {
+                "source": {"file": plugin(&format!("{name}-plugin"))},
+                "limits": {"concurrency": 8},
+                "grants": {"read": reads, "children": [{"version": "v1", "kind": "Secret"}], "servers": ["*"]},
+            },
+        });
+        Api::<DynamicObject>::all_with(
+            client.clone(),
+            &resource("systems.mikemiller.tech", "ReconcilerPlugin"),
+        )
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(binding).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wants = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    if wants("noop") {
+        let sizes = std::env::var("BENCH_NOOP_OBJECTS").unwrap_or_else(|_| "1000,10000".into());
+        for n in sizes.split(',').filter_map(|n| n.trim().parse().ok()) {
+            tokio.block_on(noop(n));
+        }
+    }
+    if wants("postgres") {
+        let n = std::env::var("BENCH_DATABASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1000);
+        tokio.block_on(postgres(n));
+    }
+}

@@ -1,0 +1,644 @@
+//! End to end on real PostgreSQL: the real operator binary with the real
+//! Postgres plugins against the test API server, one throwaway server per
+//! major version (14 and 16 from npm, 15 from Debian; see
+//! scripts/install-postgres.sh).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+use support::cluster::{Cluster, Operator, eventually};
+use test_postgres::PgServer;
+use tokio_postgres::NoTls;
+
+/// Where the PostgresServer and its admin Secret live.
+const SERVER_NS: &str = "db";
+/// The seed's namespace.
+const APP_NS: &str = "infra";
+const WAIT: Duration = Duration::from_secs(60);
+
+fn kind(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "systems.mikemiller.tech",
+        "v1alpha1",
+        kind,
+    ))
+}
+
+fn api(client: &Client, ns: &str, k: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &kind(k))
+}
+
+fn ready(object: &DynamicObject) -> Option<&Value> {
+    object.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+}
+
+/// Waits for `Ready=True` and returns the object.
+async fn wait_ready(client: &Client, ns: &str, k: &str, name: &str) -> DynamicObject {
+    let api = api(client, ns, k);
+    eventually(&format!("{k} {ns}/{name} to be Ready"), WAIT, || async {
+        let object = api.get(name).await.ok()?;
+        (ready(&object)?["status"] == "True").then_some(object)
+    })
+    .await
+}
+
+/// Waits for `Ready=False` with `reason` and returns the condition.
+async fn wait_not_ready(client: &Client, ns: &str, k: &str, name: &str, reason: &str) -> Value {
+    let api = api(client, ns, k);
+    eventually(
+        &format!("{k} {ns}/{name} to be Ready=False ({reason})"),
+        WAIT,
+        || async {
+            let object = api.get(name).await.ok()?;
+            let condition = ready(&object)?.clone();
+            (condition["status"] == "False" && condition["reason"] == reason).then_some(condition)
+        },
+    )
+    .await
+}
+
+async fn create(client: &Client, ns: &str, object: Value) {
+    let k = object["kind"].as_str().unwrap().to_owned();
+    let object: DynamicObject = serde_json::from_value(object).unwrap();
+    api(client, ns, &k)
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap_or_else(|e| panic!("creating {k}: {e}"));
+}
+
+async fn secret(client: &Client, ns: &str, name: &str) -> BTreeMap<String, String> {
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("Secret {ns}/{name}: {e}"));
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+        .collect()
+}
+
+/// Connects with a connection URI; the connection runs in the background.
+async fn connect(uri: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(uri, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+fn admin_uri(pg: &PgServer, database: &str) -> String {
+    format!(
+        "postgresql://postgres:{}@127.0.0.1:{}/{}",
+        test_postgres::ADMIN_PASSWORD,
+        pg.port(),
+        urlencode(database)
+    )
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn admin(pg: &PgServer, database: &str) -> tokio_postgres::Client {
+    connect(&admin_uri(pg, database)).await.unwrap()
+}
+
+fn binding(name: &str, plugin: &str, read: &[&str]) -> Value {
+    let path = support::plugin_dir().join(format!("{plugin}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing; build the plugins with scripts/build-plugins.sh",
+        path.display()
+    );
+    json!({
+        "apiVersion": "systems.mikemiller.tech/v1alpha1",
+        "kind": "ReconcilerPlugin",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {"file": path.canonicalize().unwrap()},
+            "grants": {
+                "read": read.iter().map(|k| json!({"group": "systems.mikemiller.tech", "version": "v1alpha1", "kind": k})).collect::<Vec<_>>(),
+                "children": [{"version": "v1", "kind": "Secret"}],
+                "servers": ["*"],
+            },
+        },
+    })
+}
+
+/// A cluster with the PostgresServer `db/main` (which lets `infra` use it)
+/// and the three Postgres plugins bound; the operator resyncs every 2 s.
+async fn start(pg: &PgServer, name: &str) -> (Cluster, Operator) {
+    let crds = wasm_operator::crd::all()
+        .into_values()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect();
+    let cluster = Cluster::start(name, crds, &[SERVER_NS, APP_NS, "elsewhere"]).await;
+    let client = cluster.client();
+    let value = |text: &str| k8s_openapi::ByteString(text.as_bytes().to_vec());
+    let admin_secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("main-admin".into()),
+            namespace: Some(SERVER_NS.into()),
+            ..Default::default()
+        },
+        data: Some(
+            [
+                ("username".to_owned(), value("postgres")),
+                ("password".to_owned(), value(test_postgres::ADMIN_PASSWORD)),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), SERVER_NS)
+        .create(&PostParams::default(), &admin_secret)
+        .await
+        .unwrap();
+    create(
+        &client,
+        SERVER_NS,
+        json!({
+            "apiVersion": "systems.mikemiller.tech/v1alpha1",
+            "kind": "PostgresServer",
+            "metadata": {"name": "main", "namespace": SERVER_NS},
+            "spec": {
+                "host": "127.0.0.1",
+                "port": pg.port(),
+                "sslMode": "disable",
+                "adminCredentials": {"secretName": "main-admin"},
+                "allowedNamespaces": [APP_NS],
+            },
+        }),
+    )
+    .await;
+    let bindings = Api::<DynamicObject>::all_with(client.clone(), &kind("ReconcilerPlugin"));
+    for object in [
+        binding("postgres-server", "postgres-server-plugin", &[]),
+        binding(
+            "postgres-database",
+            "postgres-database-plugin",
+            &["PostgresServer"],
+        ),
+        binding(
+            "postgres-user",
+            "postgres-user-plugin",
+            &["PostgresServer", "Database"],
+        ),
+    ] {
+        bindings
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(object).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let operator = cluster.start_operator(&["--leader-election=false", "--resync-seconds", "2"]);
+    (cluster, operator)
+}
+
+/// The seed document of the project, verbatim.
+const SEED: &str = r#"
+apiVersion: systems.mikemiller.tech/v1alpha1
+kind: Database
+metadata:
+  name: foo-db
+  namespace: infra
+spec:
+  replication: true
+  size: 120Gi
+  version: 14
+  credentials:
+    username: foo
+"#;
+
+fn installed(major: u32) -> PgServer {
+    let install = test_postgres::install_of_major(major)
+        .unwrap_or_else(|e| panic!("PostgreSQL {major}: {e}; run scripts/install-postgres.sh"));
+    PgServer::start_in(&install, std::path::Path::new(env!("CARGO_TARGET_TMPDIR")))
+        .unwrap_or_else(|e| panic!("starting PostgreSQL {major}: {e}"))
+}
+
+async fn suite(major: u32) {
+    let pg = installed(major);
+    let (cluster, _operator) = start(&pg, &format!("pg{major}")).await;
+    let client = cluster.client();
+
+    let server = wait_ready(&client, SERVER_NS, "PostgresServer", "main").await;
+    assert_eq!(server.data["status"]["reachable"], true);
+    assert_eq!(
+        server.data["status"]["serverVersionNum"].as_i64().unwrap() / 10000,
+        i64::from(major)
+    );
+
+    // The seed applies verbatim; without a serverRef it says what is missing.
+    let seed: DynamicObject = serde_saphyr::from_str(SEED).unwrap();
+    api(&client, APP_NS, "Database")
+        .create(&PostParams::default(), &seed)
+        .await
+        .unwrap();
+    let condition = wait_not_ready(
+        &client,
+        APP_NS,
+        "Database",
+        "foo-db",
+        "DedicatedInstanceUnsupported",
+    )
+    .await;
+    assert!(condition["message"].as_str().unwrap().contains("serverRef"));
+
+    // With a serverRef: database foo-db owned by role foo, Secret that works.
+    api(&client, APP_NS, "Database")
+        .patch(
+            "foo-db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"serverRef": {"name": "main", "namespace": SERVER_NS}}})),
+        )
+        .await
+        .unwrap();
+    let database = wait_ready(&client, APP_NS, "Database", "foo-db").await;
+    let secret_name = database.data["status"]["binding"]["name"]
+        .as_str()
+        .expect("status.binding.name")
+        .to_owned();
+    let owner = secret(&client, APP_NS, &secret_name).await;
+    for key in [
+        "username", "password", "dbname", "host", "port", "uri", "jdbc-uri", "pgpass", "type",
+        "provider",
+    ] {
+        assert!(owner.contains_key(key), "the Secret has no key {key}");
+    }
+    assert_eq!(owner["username"], "foo");
+    assert_eq!(owner["dbname"], "foo-db");
+    assert_eq!(owner["type"], "postgresql");
+    let row = admin(&pg, "postgres")
+        .await
+        .query_one(
+            "select r.rolname::text from pg_database d join pg_roles r on r.oid = d.datdba where d.datname = 'foo-db'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "foo");
+    let as_owner = connect(&owner["uri"]).await.expect("connecting with uri");
+    let who = as_owner
+        .query_one("select current_user::text, current_database()::text", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (who.get::<_, String>(0), who.get::<_, String>(1)),
+        ("foo".into(), "foo-db".into())
+    );
+    let verifier = admin(&pg, "postgres")
+        .await
+        .query_one(
+            "select rolpassword from pg_authid where rolname = 'foo'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, String>(0);
+    assert!(verifier.starts_with("SCRAM-SHA-256$"), "a SCRAM verifier");
+
+    users(&client, &as_owner).await;
+    drift(&pg, &client, &owner).await;
+    rotation(&client).await;
+    hostile_names(&pg, &client).await;
+    reclaim(&pg, &client).await;
+    namespace_consent(&client).await;
+}
+
+/// readOnly reads what the owner creates later and cannot write; readWrite writes.
+async fn users(client: &Client, as_owner: &tokio_postgres::Client) {
+    for (name, access) in [("reader", "readOnly"), ("writer", "readWrite")] {
+        create(
+            client,
+            APP_NS,
+            json!({
+                "apiVersion": "systems.mikemiller.tech/v1alpha1",
+                "kind": "DatabaseUser",
+                "metadata": {"name": name, "namespace": APP_NS},
+                "spec": {"databaseRef": {"name": "foo-db"}, "username": name, "access": access},
+            }),
+        )
+        .await;
+    }
+    let reader = wait_ready(client, APP_NS, "DatabaseUser", "reader").await;
+    wait_ready(client, APP_NS, "DatabaseUser", "writer").await;
+    // Created after both users exist.
+    as_owner
+        .batch_execute("create table items (id int); insert into items values (1)")
+        .await
+        .unwrap();
+    let reader_secret = secret(
+        client,
+        APP_NS,
+        reader.data["status"]["binding"]["name"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(reader_secret["dbname"], "foo-db");
+    let as_reader = connect(&reader_secret["uri"]).await.unwrap();
+    let count: i64 = as_reader
+        .query_one("select count(*) from items", &[])
+        .await
+        .expect("readOnly reads a table the owner created later")
+        .get(0);
+    assert_eq!(count, 1);
+    let denied = as_reader
+        .execute("insert into items values (2)", &[])
+        .await
+        .expect_err("readOnly cannot write");
+    assert_eq!(denied.code().unwrap().code(), "42501");
+    let writer = secret(client, APP_NS, "writer-user-credentials").await;
+    let as_writer = connect(&writer["uri"]).await.unwrap();
+    as_writer
+        .execute("insert into items values (2)", &[])
+        .await
+        .expect("readWrite writes");
+}
+
+/// A dropped role and a changed password come back within a resync.
+async fn drift(pg: &PgServer, client: &Client, owner: &BTreeMap<String, String>) {
+    let in_db = admin(pg, "foo-db").await;
+    in_db
+        .batch_execute("drop owned by reader; drop role reader")
+        .await
+        .unwrap();
+    let reader = secret(client, APP_NS, "reader-user-credentials").await;
+    eventually("the dropped role to be recreated", WAIT, || async {
+        let c = connect(&reader["uri"]).await.ok()?;
+        c.query_one("select count(*) from items", &[]).await.ok()
+    })
+    .await;
+
+    admin(pg, "postgres")
+        .await
+        .batch_execute("alter role foo password 'changed-by-hand'")
+        .await
+        .unwrap();
+    eventually("the owner's password to be reset", WAIT, || async {
+        connect(&owner["uri"]).await.ok()
+    })
+    .await;
+}
+
+/// Asking for a rotation changes the password: the old one stops working.
+async fn rotation(client: &Client) {
+    let before = secret(client, APP_NS, "reader-user-credentials").await;
+    api(client, APP_NS, "DatabaseUser")
+        .patch(
+            "reader",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {postgres_api::ROTATE_PASSWORD_ANNOTATION: "1"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let after = eventually("a new password in the Secret", WAIT, || async {
+        let s = secret(client, APP_NS, "reader-user-credentials").await;
+        (s["password"] != before["password"]).then_some(s)
+    })
+    .await;
+    eventually("the new password to work", WAIT, || async {
+        connect(&after["uri"]).await.ok()
+    })
+    .await;
+    let old = connect(&before["uri"])
+        .await
+        .expect_err("the old password stops working");
+    assert_eq!(old.code().map(|c| c.code()), Some("28P01"));
+}
+
+/// Hostile identifiers are quoted (exactly the intended statements run) or
+/// refused naming the field.
+async fn hostile_names(pg: &PgServer, client: &Client) {
+    admin(pg, "postgres")
+        .await
+        .batch_execute("create table canary (id int)")
+        .await
+        .unwrap();
+    let database_name = "we\"ird; $$ db ünï';--";
+    let username = "a\";drop table canary;--";
+    create(
+        client,
+        APP_NS,
+        json!({
+            "apiVersion": "systems.mikemiller.tech/v1alpha1",
+            "kind": "Database",
+            "metadata": {"name": "hostile", "namespace": APP_NS},
+            "spec": {
+                "serverRef": {"name": "main", "namespace": SERVER_NS},
+                "databaseName": database_name,
+                "credentials": {"username": username},
+            },
+        }),
+    )
+    .await;
+    wait_ready(client, APP_NS, "Database", "hostile").await;
+    let admin_client = admin(pg, "postgres").await;
+    let owner = admin_client
+        .query_one(
+            "select r.rolname::text from pg_database d join pg_roles r on r.oid = d.datdba where d.datname = $1",
+            &[&database_name],
+        )
+        .await
+        .expect("the database exists under its exact name");
+    assert_eq!(owner.get::<_, String>(0), username);
+    admin_client
+        .query_one("select count(*) from canary", &[])
+        .await
+        .expect("the canary table survived");
+    // The server logs every statement (log_statement=all): the hostile
+    // names reached it only as quoted identifiers, never as statements.
+    let log = pg.log();
+    assert!(
+        log.contains(r#"CREATE ROLE "a"";drop table canary;--" LOGIN"#),
+        "the role name was sent quoted"
+    );
+    assert!(
+        log.contains(
+            r#"CREATE DATABASE "we""ird; $$ db ünï';--" OWNER "a"";drop table canary;--""#
+        ),
+        "the database name was sent quoted"
+    );
+    assert!(
+        !log.to_lowercase()
+            .lines()
+            .any(|l| l.contains(": drop table canary")),
+        "no statement other than the intended ones ran"
+    );
+
+    let long = "x".repeat(64);
+    create(
+        client,
+        APP_NS,
+        json!({
+            "apiVersion": "systems.mikemiller.tech/v1alpha1",
+            "kind": "Database",
+            "metadata": {"name": "too-long", "namespace": APP_NS},
+            "spec": {
+                "serverRef": {"name": "main", "namespace": SERVER_NS},
+                "credentials": {"username": long},
+            },
+        }),
+    )
+    .await;
+    let refused = wait_not_ready(client, APP_NS, "Database", "too-long", "InvalidSpec").await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.credentials.username"),
+        "the condition names the field: {refused}"
+    );
+    for reserved in ["postgres", "pg_monitor"] {
+        let name = format!("reserved-{}", reserved.replace('_', "-"));
+        create(
+            client,
+            APP_NS,
+            json!({
+                "apiVersion": "systems.mikemiller.tech/v1alpha1",
+                "kind": "Database",
+                "metadata": {"name": name, "namespace": APP_NS},
+                "spec": {
+                    "serverRef": {"name": "main", "namespace": SERVER_NS},
+                    "credentials": {"username": reserved},
+                },
+            }),
+        )
+        .await;
+        wait_not_ready(client, APP_NS, "Database", &name, "InvalidSpec").await;
+    }
+    let truncated = &long[..63];
+    let rows = admin_client
+        .query("select 1 from pg_roles where rolname = $1", &[&truncated])
+        .await
+        .unwrap();
+    assert!(rows.is_empty(), "no role was created for the refused name");
+}
+
+/// `Delete` drops the database despite an open session; `Retain` keeps it.
+async fn reclaim(pg: &PgServer, client: &Client) {
+    for (name, policy) in [("gone", "Delete"), ("kept", "Retain")] {
+        create(
+            client,
+            APP_NS,
+            json!({
+                "apiVersion": "systems.mikemiller.tech/v1alpha1",
+                "kind": "Database",
+                "metadata": {"name": name, "namespace": APP_NS},
+                "spec": {
+                    "serverRef": {"name": "main", "namespace": SERVER_NS},
+                    "credentials": {"username": format!("{name}-owner")},
+                    "reclaimPolicy": policy,
+                },
+            }),
+        )
+        .await;
+    }
+    wait_ready(client, APP_NS, "Database", "gone").await;
+    wait_ready(client, APP_NS, "Database", "kept").await;
+    let gone = secret(client, APP_NS, "gone-credentials").await;
+    let session = connect(&gone["uri"]).await.unwrap();
+    session.query_one("select 1", &[]).await.unwrap();
+    let databases = api(client, APP_NS, "Database");
+    for name in ["gone", "kept"] {
+        databases
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    for name in ["gone", "kept"] {
+        eventually(
+            &format!("Database {name} to be finalized"),
+            WAIT,
+            || async { databases.get_opt(name).await.ok()?.is_none().then_some(()) },
+        )
+        .await;
+    }
+    let admin_client = admin(pg, "postgres").await;
+    let exists = |name: &'static str| {
+        let admin_client = &admin_client;
+        async move {
+            !admin_client
+                .query("select 1 from pg_database where datname = $1", &[&name])
+                .await
+                .unwrap()
+                .is_empty()
+        }
+    };
+    assert!(
+        !exists("gone").await,
+        "reclaimPolicy Delete drops the database"
+    );
+    assert!(
+        exists("kept").await,
+        "reclaimPolicy Retain keeps the database"
+    );
+    let role = admin_client
+        .query("select 1 from pg_roles where rolname = 'gone-owner'", &[])
+        .await
+        .unwrap();
+    assert!(role.is_empty(), "reclaimPolicy Delete drops the owner role");
+}
+
+/// A namespace the server does not list cannot use it.
+async fn namespace_consent(client: &Client) {
+    create(
+        client,
+        "elsewhere",
+        json!({
+            "apiVersion": "systems.mikemiller.tech/v1alpha1",
+            "kind": "Database",
+            "metadata": {"name": "intruder", "namespace": "elsewhere"},
+            "spec": {
+                "serverRef": {"name": "main", "namespace": SERVER_NS},
+                "credentials": {"username": "intruder"},
+            },
+        }),
+    )
+    .await;
+    let refused = wait_not_ready(
+        client,
+        "elsewhere",
+        "Database",
+        "intruder",
+        "ServerNotAllowed",
+    )
+    .await;
+    assert!(refused["message"].as_str().unwrap().contains("db/main"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_plugins_on_postgresql_14() {
+    suite(14).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_plugins_on_postgresql_15() {
+    suite(15).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_plugins_on_postgresql_16() {
+    suite(16).await;
+}

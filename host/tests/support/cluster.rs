@@ -1,0 +1,127 @@
+//! A test cluster for end-to-end tests: the test API server with CRDs and
+//! namespaces, and the real `wasm-operator` binary running against it.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+use test_apiserver::TestApiServer;
+
+/// The running operator process; killed when dropped.
+pub struct Operator {
+    child: Child,
+    /// Address of its /healthz, /readyz and /metrics endpoints.
+    pub http: String,
+}
+
+impl Operator {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The test API server with a kubeconfig for the operator.
+pub struct Cluster {
+    /// The API server.
+    pub server: TestApiServer,
+    /// Its kubeconfig file.
+    pub kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    /// Starts an API server serving `crds`, with `namespaces` created.
+    pub async fn start(name: &str, crds: Vec<Value>, namespaces: &[&str]) -> Self {
+        let mut builder = TestApiServer::builder();
+        for crd in crds {
+            builder = builder.crd(crd);
+        }
+        let server = builder.start().await.unwrap();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("e2e-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        let cluster = Self { server, kubeconfig };
+        for ns in namespaces {
+            Api::<Namespace>::all(cluster.client())
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+        cluster
+    }
+
+    /// A client of the API server.
+    pub fn client(&self) -> Client {
+        self.server.client()
+    }
+
+    /// Starts the operator (`wasm-operator run`) with extra arguments.
+    pub fn start_operator(&self, extra: &[&str]) -> Operator {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_wasm-operator"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_LOG").unwrap_or_else(|_| "info,wasm_operator=debug".into()),
+            )
+            .args([
+                "--plugin-cache-dir",
+                concat!(env!("CARGO_TARGET_TMPDIR"), "/e2e-plugin-cache"),
+            ])
+            .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting wasm-operator");
+        Operator {
+            child,
+            http: format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// Polls until `check` returns `Some`, or fails the test after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

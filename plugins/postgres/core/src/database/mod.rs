@@ -1,0 +1,386 @@
+//! The `postgres-database` plugin: a database, its owner role and a
+//! credentials Secret on a granted PostgresServer.
+//!
+//! Each reconcile validates the spec, observes the server (read-only), and
+//! plans only the statements needed; a converged Database yields an empty
+//! plan. A Database without `spec.serverRef` asks for a dedicated instance,
+//! which is not supported yet.
+
+mod observe;
+mod plan;
+
+use postgres_api::{Binding, CommonStatus, DatabaseSpec, DatabaseStatus, ReclaimPolicy};
+use wasm_operator_sdk::{
+    Condition, Context, FinalizeResponse, Object, Plugin, PluginError, PluginInfo, Request,
+    Response, SqlValue,
+};
+
+use crate::credentials::{Credentials, existing_password, keep_existing};
+use crate::names::{
+    check_database_name, check_identifier, check_literal, check_role_name, check_schema_name,
+};
+use crate::outcome::{READY_REASON, conditions, not_ready_event, status_is_current, to_json};
+use crate::password::{self, Rotation, rotation_annotation};
+use crate::rows::{flag, int};
+use crate::servers::{SERVER_NOT_ALLOWED, granted_server, is_granted, not_allowed_message};
+use crate::{database_kind, no_settings_schema, postgres_server_kind, secret_kind};
+
+pub use observe::{FINALIZE_QUERY, INSIDE_QUERY, OBSERVE_QUERY};
+
+/// The reason of `Ready=False` for a Database without `spec.serverRef`.
+pub const DEDICATED_INSTANCE_UNSUPPORTED: &str = "DedicatedInstanceUnsupported";
+/// The reason of a finalize error when the server cannot be reached.
+pub const SERVER_UNAVAILABLE: &str = "ServerUnavailable";
+
+/// The Database plugin.
+pub struct DatabasePlugin;
+
+/// The finalizer the host puts on Databases for this plugin.
+const FINALIZER: &str = "plugins.systems.mikemiller.tech/postgres-database";
+
+/// The name of a Database's credentials Secret.
+#[must_use]
+pub fn secret_name(database: &str) -> String {
+    format!("{database}-credentials")
+}
+
+/// The spec, validated: what must exist on the server.
+#[derive(Debug)]
+pub(crate) struct Desired<'a> {
+    /// Database name on the server.
+    pub(crate) name: String,
+    /// Owner role.
+    pub(crate) owner: &'a str,
+    /// Encoding, when asked for.
+    pub(crate) encoding: Option<&'a str>,
+    /// Locale, when asked for.
+    pub(crate) locale: Option<&'a str>,
+    /// Extensions.
+    pub(crate) extensions: &'a [String],
+    /// Schemas.
+    pub(crate) schemas: &'a [String],
+    /// `datconnlimit` (-1: none).
+    pub(crate) connection_limit: i64,
+}
+
+impl<'a> Desired<'a> {
+    /// Validates the spec before any SQL.
+    ///
+    /// # Errors
+    /// `InvalidSpec` naming the first offending field.
+    fn validate(
+        object: &Object,
+        spec: &'a DatabaseSpec,
+        status: &DatabaseStatus,
+        key: &str,
+    ) -> Result<Self, PluginError> {
+        let (name, field) = match &spec.database_name {
+            Some(name) => (name.clone(), "spec.databaseName"),
+            None => (object.name().to_owned(), "metadata.name"),
+        };
+        if field == "metadata.name" {
+            check_identifier(field, &name).map_err(|e| {
+                PluginError::invalid_spec(format!(
+                    "{} (set spec.databaseName to a shorter name)",
+                    e.message
+                ))
+            })?;
+        }
+        check_database_name(field, &name)?;
+        if let Some(previous) = &status.database_name
+            && status.server.as_deref() == Some(key)
+            && *previous != name
+        {
+            return Err(PluginError::invalid_spec(format!(
+                "{field}: {name:?} cannot change after creation (is {previous:?})"
+            )));
+        }
+        let owner = spec.credentials.username.as_str();
+        check_role_name("spec.credentials.username", owner)?;
+        for (index, schema) in spec.schemas.iter().enumerate() {
+            check_schema_name(&format!("spec.schemas[{index}]"), schema)?;
+        }
+        for (index, extension) in spec.extensions.iter().enumerate() {
+            check_identifier(&format!("spec.extensions[{index}]"), extension)?;
+        }
+        if let Some(encoding) = &spec.encoding {
+            check_literal("spec.encoding", encoding)?;
+        }
+        if let Some(locale) = &spec.locale {
+            check_literal("spec.locale", locale)?;
+        }
+        let connection_limit = i64::from(spec.connection_limit.unwrap_or(-1));
+        if connection_limit < -1 {
+            return Err(PluginError::invalid_spec(format!(
+                "spec.connectionLimit: {connection_limit} is below -1 (-1 means no limit)"
+            )));
+        }
+        Ok(Self {
+            name,
+            owner,
+            encoding: spec.encoding.as_deref(),
+            locale: spec.locale.as_deref(),
+            extensions: &spec.extensions,
+            schemas: &spec.schemas,
+            connection_limit,
+        })
+    }
+}
+
+impl Plugin for DatabasePlugin {
+    fn describe() -> PluginInfo {
+        PluginInfo::new(
+            "postgres-database",
+            env!("CARGO_PKG_VERSION"),
+            database_kind(),
+        )
+        .child_kind(secret_kind())
+        .read_kind(postgres_server_kind())
+        .sql()
+        .settings_schema(no_settings_schema())
+    }
+
+    fn reconcile(ctx: &Context<'_>, req: &Request) -> Result<Response, PluginError> {
+        let object = &req.object;
+        let spec: DatabaseSpec = object.spec()?;
+        let status: DatabaseStatus = object.status().unwrap_or_default();
+        let namespace = namespace(object)?;
+        let Some(server_ref) = &spec.server_ref else {
+            return Ok(dedicated_instance_unsupported(ctx, object, status));
+        };
+        let key = server_ref.key(namespace);
+        let desired = Desired::validate(object, &spec, &status, &key)?;
+        let secret = secret_name(object.name());
+        let Some(server) = granted_server(ctx, req, &key)? else {
+            let message = not_allowed_message(&key, "Database", namespace);
+            return Ok(not_ready(ctx, req, status, SERVER_NOT_ALLOWED, message));
+        };
+
+        let password = password::decide(
+            Rotation {
+                existing: existing_password(req, &secret),
+                annotation: rotation_annotation(object),
+                status: status.password.as_ref(),
+                interval: spec.credentials.password_rotation.as_ref().map(|r| {
+                    (
+                        "spec.credentials.passwordRotation.interval",
+                        r.interval.as_str(),
+                    )
+                }),
+            },
+            ctx.now(),
+        )?;
+        let observed = observe::observe(ctx, &key, &desired)?;
+        observe::check_possible(&desired, &observed, &key)?;
+        let inside = match &observed.database {
+            Some(_) if !(desired.extensions.is_empty() && desired.schemas.is_empty()) => {
+                Some(observe::inside(ctx, &key, &desired)?)
+            }
+            _ => None,
+        };
+        let existed_before = status.server.as_deref() == Some(key.as_str())
+            && status.database_name.as_deref() == Some(desired.name.as_str());
+        let (plans, changes) = plan::plan(
+            ctx,
+            &plan::Inputs {
+                key: &key,
+                desired: &desired,
+                observed: &observed,
+                inside: inside.as_ref(),
+                password: &password,
+                existed_before,
+                status_is_current: status_is_current(object),
+            },
+        )?;
+
+        let child = Credentials {
+            endpoint: &server.endpoint,
+            dbname: &desired.name,
+            username: desired.owner,
+            password: &password.password,
+        }
+        .secret(&secret, namespace);
+        let ready = Condition::ready(
+            READY_REASON,
+            format!(
+                "database {:?} owned by role {:?} is ready on server {key}",
+                desired.name, desired.owner
+            ),
+        );
+        let status = DatabaseStatus {
+            server: Some(key.clone()),
+            database_name: Some(desired.name.clone()),
+            binding: Some(Binding { name: secret }),
+            password: Some(password.status.clone()),
+            common: CommonStatus {
+                conditions: conditions(ctx, object, ready),
+                ..CommonStatus::default()
+            },
+        };
+        ctx.info(
+            "reconciled database",
+            &[
+                ("database", &desired.name),
+                ("server", &key),
+                ("statements", &count(&plans).to_string()),
+            ],
+        );
+        let mut response = Response::new().child(child).status(to_json(&status));
+        for plan in plans {
+            response = response.sql(plan);
+        }
+        for event in changes.events(&key) {
+            response = response.event(event);
+        }
+        if let Some(after) = password.requeue_after() {
+            response = response.requeue_after(after);
+        }
+        Ok(response)
+    }
+
+    fn finalize(ctx: &Context<'_>, req: &Request) -> Result<FinalizeResponse, PluginError> {
+        let object = &req.object;
+        let spec: DatabaseSpec = object.spec()?;
+        let status: DatabaseStatus = object.status().unwrap_or_default();
+        let namespace = namespace(object)?;
+        let Some(server_ref) = &spec.server_ref else {
+            return Ok(FinalizeResponse::done());
+        };
+        if spec.reclaim_policy == ReclaimPolicy::Retain {
+            ctx.info(
+                "reclaimPolicy is Retain: leaving the database and its role on the server",
+                &[("database", object.name())],
+            );
+            return Ok(FinalizeResponse::done());
+        }
+        let key = status
+            .server
+            .clone()
+            .unwrap_or_else(|| server_ref.key(namespace));
+        let name = status
+            .database_name
+            .clone()
+            .or_else(|| spec.database_name.clone())
+            .unwrap_or_else(|| object.name().to_owned());
+        if let Err(error) = check_database_name("database name", &name) {
+            // Never created (validation refuses it), and never dropped: it may
+            // be a server's own database.
+            ctx.warn(
+                "not dropping a database this plugin cannot have created",
+                &[("reason", &error.message)],
+            );
+            return Ok(FinalizeResponse::done());
+        }
+        let owner = spec.credentials.username.as_str();
+        let owner_droppable = check_role_name("spec.credentials.username", owner).is_ok();
+
+        let unavailable = |why: String| {
+            PluginError::retryable(
+                SERVER_UNAVAILABLE,
+                format!(
+                    "cannot drop database {name:?} (reclaimPolicy Delete): {why}; fix the server, \
+                     or remove the finalizer {FINALIZER} from the Database by hand to leave the \
+                     database on the server"
+                ),
+            )
+        };
+        if !is_granted(req, &key) {
+            return Err(unavailable(not_allowed_message(
+                &key, "Database", namespace,
+            )));
+        }
+        let params = [SqlValue::from(owner), SqlValue::from(name.as_str())];
+        let result = ctx
+            .query(&key, None, FINALIZE_QUERY, &params)
+            .map_err(|e| unavailable(format!("server {key} cannot be queried: {}", e.message)))?;
+        let version = int(&result, "server_version_num").unwrap_or(0);
+        let keep_role = !owner_droppable || flag(&result, "owns_other_databases");
+        if keep_role {
+            ctx.warn(
+                "keeping the owner role: it owns other databases or is reserved",
+                &[("role", owner), ("server", &key)],
+            );
+        }
+        let plan = plan::drop_plan(&key, &name, (!keep_role).then_some(owner), version)?;
+        Ok(FinalizeResponse::done()
+            .sql(plan)
+            .event(wasm_operator_sdk::Event::normal(
+                "Deleted",
+                "DropDatabase",
+                format!(
+                    "dropping database {name:?}{} on server {key} (reclaimPolicy Delete)",
+                    if keep_role { "" } else { " and its owner role" }
+                ),
+            )))
+    }
+}
+
+fn namespace(object: &Object) -> Result<&str, PluginError> {
+    object
+        .namespace()
+        .ok_or_else(|| PluginError::permanent("InvalidObject", "a Database must have a namespace"))
+}
+
+fn count(plans: &[wasm_operator_sdk::SqlPlan]) -> usize {
+    plans.iter().map(|plan| plan.statements.len()).sum()
+}
+
+/// `Ready=False DedicatedInstanceUnsupported`: no SQL, no children.
+fn dedicated_instance_unsupported(
+    ctx: &Context<'_>,
+    object: &Object,
+    status: DatabaseStatus,
+) -> Response {
+    let message = "dedicated instances (spec.size, spec.version, spec.replication) are not \
+                   supported yet; set spec.serverRef to a PostgresServer to manage this \
+                   database on an existing server";
+    not_ready_response(
+        ctx,
+        object,
+        status,
+        DEDICATED_INSTANCE_UNSUPPORTED,
+        message.into(),
+    )
+}
+
+/// `Ready=False` with `reason`, keeping the credentials Secret (if any) and
+/// the rest of the status as they are.
+fn not_ready(
+    ctx: &Context<'_>,
+    req: &Request,
+    status: DatabaseStatus,
+    reason: &str,
+    message: String,
+) -> Response {
+    let mut response = not_ready_response(ctx, &req.object, status, reason, message);
+    if let Some(secret) = keep_existing(req, &secret_name(req.object.name())) {
+        response = response.child(secret);
+    }
+    response
+}
+
+fn not_ready_response(
+    ctx: &Context<'_>,
+    object: &Object,
+    mut status: DatabaseStatus,
+    reason: &str,
+    message: String,
+) -> Response {
+    ctx.info(
+        "database is not ready",
+        &[("database", object.name()), ("reason", reason)],
+    );
+    let event = not_ready_event(object, reason, &message);
+    status.common = CommonStatus {
+        conditions: conditions(ctx, object, Condition::not_ready(reason, message)),
+        ..CommonStatus::default()
+    };
+    let mut response = Response::new().status(to_json(&status));
+    if let Some(event) = event {
+        response = response.event(event);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,162 @@
+//! The example manifests in `plugins/postgres/examples` decode into the API
+//! types, their bindings grant exactly what the plugins ask for, and the
+//! example Database plans its creation.
+
+use postgres_api::{DatabaseSpec, DatabaseUserSpec, PostgresServerSpec};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use wasm_operator_sdk::{
+    Context, GroupVersionKind, Plugin, PluginInfo, QueryResult, Request, SqlValue, TestHost,
+};
+
+use crate::fixtures::{jsonb, row};
+use crate::{DatabasePlugin, DatabaseUserPlugin, PostgresServerPlugin, queries};
+
+const FILES: &[(&str, &str)] = &[
+    (
+        "bindings.yaml",
+        include_str!("../../examples/bindings.yaml"),
+    ),
+    ("server.yaml", include_str!("../../examples/server.yaml")),
+    (
+        "database.yaml",
+        include_str!("../../examples/database.yaml"),
+    ),
+    (
+        "database-user.yaml",
+        include_str!("../../examples/database-user.yaml"),
+    ),
+];
+
+fn documents() -> Vec<Value> {
+    FILES
+        .iter()
+        .flat_map(|(file, text)| {
+            serde_saphyr::from_multiple::<Value>(text).unwrap_or_else(|e| panic!("{file}: {e}"))
+        })
+        .collect()
+}
+
+fn of_kind(kind: &str) -> Vec<Value> {
+    documents()
+        .into_iter()
+        .filter(|d| d["kind"] == kind)
+        .collect()
+}
+
+/// Decodes `spec` and checks every field given is one the type knows
+/// (serde ignores unknown fields, which would hide a typo).
+fn decodes<T: DeserializeOwned + Serialize>(document: &Value) {
+    let name = &document["metadata"]["name"];
+    let spec: T =
+        serde_json::from_value(document["spec"].clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let back = serde_json::to_value(spec).unwrap();
+    for key in document["spec"].as_object().unwrap().keys() {
+        assert!(back.get(key).is_some(), "{name}: unknown field spec.{key}");
+    }
+}
+
+#[test]
+fn example_resources_decode_without_unknown_fields() {
+    let servers = of_kind("PostgresServer");
+    let databases = of_kind("Database");
+    let users = of_kind("DatabaseUser");
+    assert_eq!((servers.len(), databases.len(), users.len()), (1, 1, 1));
+    decodes::<PostgresServerSpec>(&servers[0]);
+    decodes::<DatabaseSpec>(&databases[0]);
+    decodes::<DatabaseUserSpec>(&users[0]);
+}
+
+fn kinds(value: &Value) -> Vec<GroupVersionKind> {
+    value
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|k| {
+                    GroupVersionKind::new(
+                        k["group"].as_str().unwrap_or_default(),
+                        k["version"].as_str().unwrap_or_default(),
+                        k["kind"].as_str().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn example_bindings_grant_exactly_what_each_plugin_asks_for() {
+    let bindings = of_kind("ReconcilerPlugin");
+    let infos: [PluginInfo; 3] = [
+        PostgresServerPlugin::describe(),
+        DatabasePlugin::describe(),
+        DatabaseUserPlugin::describe(),
+    ];
+    assert_eq!(bindings.len(), infos.len());
+    for info in infos {
+        let binding = bindings
+            .iter()
+            .find(|b| b["metadata"]["name"] == info.name.as_str())
+            .unwrap_or_else(|| panic!("no binding named {}", info.name));
+        let grants = &binding["spec"]["grants"];
+        let mut read = kinds(&grants["read"]);
+        let mut wanted = info.read_kinds.clone();
+        read.sort();
+        wanted.sort();
+        assert_eq!(read, wanted, "{}: read grants", info.name);
+        assert_eq!(
+            kinds(&grants["children"]),
+            info.child_kinds,
+            "{}",
+            info.name
+        );
+        assert!(grants["servers"].as_array().is_some_and(|s| !s.is_empty()));
+        let source = &binding["spec"]["source"]["configMap"];
+        assert_eq!(
+            source["name"].as_str(),
+            Some(format!("{}-plugin", info.name).as_str()),
+            "the ConfigMap is named for the component's package"
+        );
+    }
+}
+
+#[test]
+fn example_database_plans_its_creation_on_the_example_server() {
+    let server = of_kind("PostgresServer").remove(0);
+    let database = of_kind("Database").remove(0);
+    let observed = row(&[
+        ("server_version_num", SqlValue::Int(160_004)),
+        ("role_exists", SqlValue::Boolean(false)),
+        ("role_can_login", SqlValue::Boolean(false)),
+        ("database_exists", SqlValue::Boolean(false)),
+        ("encoding", SqlValue::Null),
+        ("locale", SqlValue::Null),
+        ("owner", SqlValue::Null),
+        ("connection_limit", SqlValue::Null),
+        ("unavailable_extensions", jsonb(json!([]))),
+    ]);
+    let host = TestHost::new().with_object(server).with_query_result(
+        queries::DATABASE_OBSERVE,
+        Ok::<QueryResult, String>(observed),
+    );
+    let request = Request::new(database).with_server("db/main");
+    let response = DatabasePlugin::reconcile(&Context::new(&host), &request).unwrap();
+    let statements: Vec<&str> = response
+        .sql
+        .iter()
+        .flat_map(|p| p.statements.iter().map(|s| s.statement.as_str()))
+        .collect();
+    assert_eq!(
+        statements[1..],
+        [
+            "CREATE DATABASE \"foo-db\" OWNER \"foo\" CONNECTION LIMIT 50",
+            "CREATE SCHEMA IF NOT EXISTS \"reports\" AUTHORIZATION \"foo\"",
+            "CREATE EXTENSION IF NOT EXISTS \"pgcrypto\"",
+        ]
+    );
+    assert_eq!(
+        response.children[0]["metadata"]["name"],
+        "foo-db-credentials"
+    );
+}

@@ -1,0 +1,107 @@
+//! The decisions of wasm-operator's Postgres plugins.
+//!
+//! Three plugins, one per kind of [`postgres_api`]:
+//!
+//! - [`PostgresServerPlugin`] (`postgres-server`): checks that a registered
+//!   server answers and records its version.
+//! - [`DatabasePlugin`] (`postgres-database`): a database, its owner role and
+//!   a credentials Secret on a granted PostgresServer.
+//! - [`DatabaseUserPlugin`] (`postgres-user`): an extra login role with an
+//!   access profile (`readOnly`, `readWrite`, `owner`) on a Database.
+//!
+//! Every reconcile observes first (read-only queries) and plans only the
+//! statements that are needed, so a converged object yields an empty SQL
+//! plan and anything repaired is reported in a `DriftRepaired` event.
+//! Passwords live only in the credentials Secrets; PostgreSQL gets SCRAM
+//! verifiers, in statements marked sensitive.
+//!
+//! This crate is an `rlib` with native tests; the components are the
+//! `postgres-{server,database,user}-plugin` crates, which only call
+//! `export_plugin!` on the types here.
+
+#![warn(missing_docs)]
+
+mod credentials;
+mod database;
+mod grants;
+mod names;
+mod outcome;
+mod password;
+mod role;
+mod rows;
+mod scram;
+mod server;
+mod servers;
+mod user;
+
+#[cfg(test)]
+mod examples;
+#[cfg(test)]
+mod fixtures;
+
+use postgres_api::{GROUP, VERSION};
+use wasm_operator_sdk::GroupVersionKind;
+
+pub use database::DatabasePlugin;
+pub use password::parse_interval;
+pub use scram::{ScramError, verify_scram_sha_256};
+pub use server::PostgresServerPlugin;
+pub use user::DatabaseUserPlugin;
+
+/// The read-only statements the plugins run, for canned results in native
+/// tests and benchmarks (`TestHost::with_query_result`).
+pub mod queries {
+    pub use crate::database::{
+        FINALIZE_QUERY as DATABASE_FINALIZE, INSIDE_QUERY as DATABASE_INSIDE,
+        OBSERVE_QUERY as DATABASE_OBSERVE,
+    };
+    pub use crate::grants::OBSERVE_QUERY as USER_OBSERVE;
+    pub use crate::role::VERIFIER_QUERY as ROLE_VERIFIER;
+    pub use crate::server::VERSION_QUERY as SERVER_VERSION;
+    pub use crate::user::FINALIZE_QUERY as USER_FINALIZE;
+}
+
+/// The reasons of the `Ready=False` conditions and errors the plugins report.
+pub mod reasons {
+    pub use crate::database::{DEDICATED_INSTANCE_UNSUPPORTED, SERVER_UNAVAILABLE};
+    pub use crate::outcome::{DRIFT_REPAIRED, READY_REASON};
+    pub use crate::server::SERVER_UNREACHABLE;
+    pub use crate::servers::SERVER_NOT_ALLOWED;
+    pub use crate::user::DATABASE_NOT_READY;
+}
+
+/// Length of generated passwords (letters and digits, about 190 bits).
+pub const PASSWORD_LENGTH: usize = 32;
+
+/// The `PostgresServer` kind.
+#[must_use]
+pub fn postgres_server_kind() -> GroupVersionKind {
+    GroupVersionKind::new(GROUP, VERSION, "PostgresServer")
+}
+
+/// The `Database` kind.
+#[must_use]
+pub fn database_kind() -> GroupVersionKind {
+    GroupVersionKind::new(GROUP, VERSION, "Database")
+}
+
+/// The `DatabaseUser` kind.
+#[must_use]
+pub fn database_user_kind() -> GroupVersionKind {
+    GroupVersionKind::new(GROUP, VERSION, "DatabaseUser")
+}
+
+/// The core `v1 Secret` kind of the credentials children.
+#[must_use]
+pub fn secret_kind() -> GroupVersionKind {
+    GroupVersionKind::core("v1", "Secret")
+}
+
+/// The settings schema of every Postgres plugin: no settings.
+fn no_settings_schema() -> serde_json::Value {
+    serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "additionalProperties": false
+    })
+}
