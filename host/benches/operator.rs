@@ -12,6 +12,10 @@
 //! operator [-- noop|postgres]`). Numbers are printed, not asserted: these
 //! machines are noisy.
 
+#[allow(
+    dead_code,
+    reason = "shared with the end-to-end tests; the bench uses part of it"
+)]
 #[path = "../tests/support/cluster.rs"]
 mod cluster;
 
@@ -19,7 +23,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cluster::{Cluster, eventually};
+use cluster::{Cluster, eventually, metric, scrape};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, PostParams};
@@ -79,25 +83,6 @@ async fn wait_all_ready(api: &Api<DynamicObject>, n: usize, limit: Duration) {
         (ready_count(&list.items) >= n).then_some(())
     })
     .await;
-}
-
-async fn scrape(addr: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(series))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Resident set size of a process in MiB, from /proc.

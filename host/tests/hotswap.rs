@@ -24,7 +24,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::watcher;
 use kube::{Client, CustomResourceExt, ResourceExt};
 use serde_json::{Value, json};
-use support::cluster::{Cluster, Operator, eventually};
+use support::cluster::{Cluster, Operator, eventually, metric, scrape, try_scrape};
 use wasm_operator::crd::{ReconcilerPlugin, ReconcilerPluginStatus};
 use wasm_operator::runtime::PluginDigest;
 
@@ -260,33 +260,6 @@ async fn wait_reconciled(client: &Client, name: &str, message: &str, digest: &st
         },
     )
     .await;
-}
-
-async fn scrape(addr: &str) -> String {
-    try_scrape(addr)
-        .await
-        .unwrap_or_else(|| panic!("cannot scrape {addr}/metrics"))
-}
-
-/// The operator's metrics, or `None` while it does not serve them yet.
-async fn try_scrape(addr: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.ok()?;
-    Some(body)
-}
-
-/// The sum of the samples whose line starts with `series`.
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(series))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Asserts that no reconcile failed, by the operator's own counters.

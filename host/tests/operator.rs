@@ -3,48 +3,23 @@
 
 mod support;
 
-use std::future::Future;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, CustomResourceExt, ResourceExt};
 use serde_json::{Value, json};
-use test_apiserver::TestApiServer;
+use support::cluster::{self, Operator, eventually, metric, scrape};
 use wasm_operator::crd::ReconcilerPlugin;
 use wasm_operator::runtime::PluginDigest;
 
 const OPERATOR_NAMESPACE: &str = "wasm-operator";
 
-/// The running operator process; killed when dropped.
-struct Operator {
-    child: Child,
-    http: String,
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A cluster with the CRDs, the namespaces and the example plugin's ConfigMap.
 struct Cluster {
-    server: TestApiServer,
-    kubeconfig: PathBuf,
+    inner: cluster::Cluster,
     component: Vec<u8>,
 }
 
@@ -58,26 +33,15 @@ impl Cluster {
             .unwrap(),
         )
         .unwrap();
-        let server = TestApiServer::builder()
-            .crd(greeting_crd)
-            .crd(serde_json::to_value(ReconcilerPlugin::crd()).unwrap())
-            .start()
-            .await
-            .unwrap();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("e2e-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let kubeconfig = dir.join("kubeconfig");
-        server.write_kubeconfig(&kubeconfig).unwrap();
-        let client = server.client();
-        for ns in [OPERATOR_NAMESPACE, "default"] {
-            let _ = Api::<Namespace>::all(client.clone())
-                .create(
-                    &PostParams::default(),
-                    &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-                )
-                .await;
-        }
+        let inner = cluster::Cluster::start(
+            name,
+            vec![
+                greeting_crd,
+                serde_json::to_value(ReconcilerPlugin::crd()).unwrap(),
+            ],
+            &[OPERATOR_NAMESPACE, "default"],
+        )
+        .await;
         let component = support::component(plugin);
         let config_map: ConfigMap = serde_json::from_value(json!({
             "metadata": {"name": "example-plugin", "namespace": OPERATOR_NAMESPACE},
@@ -87,19 +51,15 @@ impl Cluster {
             binary_data: Some([("plugin.wasm".to_owned(), ByteString(component.clone()))].into()),
             ..config_map
         };
-        Api::<ConfigMap>::namespaced(client, OPERATOR_NAMESPACE)
+        Api::<ConfigMap>::namespaced(inner.client(), OPERATOR_NAMESPACE)
             .create(&PostParams::default(), &config_map)
             .await
             .unwrap();
-        Self {
-            server,
-            kubeconfig,
-            component,
-        }
+        Self { inner, component }
     }
 
     fn client(&self) -> Client {
-        self.server.client()
+        self.inner.client()
     }
 
     async fn bind(&self, grants: Value) {
@@ -120,34 +80,10 @@ impl Cluster {
             .unwrap();
     }
 
+    /// Starts the operator; resyncs are rare so that writes can be counted.
     fn start_operator(&self, extra: &[&str]) -> Operator {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_wasm-operator"))
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env(
-                "RUST_LOG",
-                std::env::var("E2E_LOG").unwrap_or_else(|_| "info,wasm_operator=debug".into()),
-            )
-            .args([
-                "--plugin-cache-dir",
-                concat!(env!("CARGO_TARGET_TMPDIR"), "/e2e-plugin-cache"),
-            ])
-            .args([
-                "run",
-                "--http-addr",
-                &format!("127.0.0.1:{port}"),
-                "--resync-seconds",
-                "3600",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting wasm-operator");
-        Operator {
-            child,
-            http: format!("127.0.0.1:{port}"),
-        }
+        self.inner
+            .start_operator(&[&["--resync-seconds", "3600"], extra].concat())
     }
 }
 
@@ -174,50 +110,12 @@ async fn create_greeting(client: &Client, name: &str, greeting: &str) -> Dynamic
         .unwrap()
 }
 
-/// Polls until `check` returns `Some`, or fails the test after `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn ready_condition(object: &DynamicObject) -> Option<Value> {
     object.data["status"]["conditions"]
         .as_array()?
         .iter()
         .find(|c| c["type"] == "Ready")
         .cloned()
-}
-
-async fn scrape(addr: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(series))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -509,8 +407,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_within_the_lease() 
     );
 
     // Stop the leader hard (no release): the standby takes over within the lease.
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    first.kill();
     let killed = Instant::now();
     create_greeting(&client, "two", "Hello").await;
     eventually(

@@ -24,6 +24,12 @@ impl Operator {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Kills the process at once (no graceful shutdown, no Lease release).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Operator {
@@ -51,7 +57,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts an API server serving `crds`, with `namespaces` created.
+    /// Starts an API server serving `crds`, with `namespaces` created
+    /// (`default` exists already).
     pub async fn start(name: &str, crds: Vec<Value>, namespaces: &[&str]) -> Self {
         let mut builder = TestApiServer::builder();
         for crd in crds {
@@ -65,13 +72,17 @@ impl Cluster {
         server.write_kubeconfig(&kubeconfig).unwrap();
         let cluster = Self { server, kubeconfig };
         for ns in namespaces {
-            Api::<Namespace>::all(cluster.client())
+            match Api::<Namespace>::all(cluster.client())
                 .create(
                     &PostParams::default(),
                     &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
                 )
                 .await
-                .unwrap();
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(error) => panic!("creating namespace {ns}: {error}"),
+            }
         }
         cluster
     }
@@ -124,4 +135,32 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The operator's metrics text; panics when it cannot be scraped.
+pub async fn scrape(addr: &str) -> String {
+    try_scrape(addr)
+        .await
+        .unwrap_or_else(|| panic!("cannot scrape {addr}/metrics"))
+}
+
+/// The operator's metrics text, or `None` while it does not serve them yet.
+pub async fn try_scrape(addr: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.ok()?;
+    Some(body)
+}
+
+/// The sum of the samples whose line starts with `series`.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
