@@ -124,6 +124,27 @@ impl log::Host for CallState {
             return;
         }
         self.log_budget -= size;
+        let enabled = match level {
+            log::Level::Trace => {
+                tracing::enabled!(target: "wasm_operator::plugin", tracing::Level::TRACE)
+            }
+            log::Level::Debug => {
+                tracing::enabled!(target: "wasm_operator::plugin", tracing::Level::DEBUG)
+            }
+            log::Level::Info => {
+                tracing::enabled!(target: "wasm_operator::plugin", tracing::Level::INFO)
+            }
+            log::Level::Warn => {
+                tracing::enabled!(target: "wasm_operator::plugin", tracing::Level::WARN)
+            }
+            log::Level::Error => {
+                tracing::enabled!(target: "wasm_operator::plugin", tracing::Level::ERROR)
+            }
+        };
+        if !enabled {
+            // Nobody listens at this level: skip building the record.
+            return;
+        }
         let fields: serde_json::Map<String, Value> = fields
             .into_iter()
             .map(|(k, v)| (k, Value::String(v)))
