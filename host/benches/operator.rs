@@ -12,23 +12,18 @@
 //! operator [-- noop|postgres]`). Numbers are printed, not asserted: these
 //! machines are noisy.
 
-#[allow(
-    dead_code,
-    reason = "shared with the end-to-end tests; the bench uses part of it"
-)]
-#[path = "../tests/support/cluster.rs"]
-mod cluster;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cluster::{Cluster, eventually, metric, scrape};
-use k8s_openapi::api::core::v1::Secret;
-use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
+use support::cluster::{Cluster, eventually, metric, scrape};
+use support::pg_cluster;
 use test_postgres::PgServer;
 
 fn resource(group: &str, kind: &str) -> ApiResource {
@@ -36,7 +31,7 @@ fn resource(group: &str, kind: &str) -> ApiResource {
 }
 
 fn plugin(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/plugins/{name}.wasm"));
+    let path = support::plugin_dir().join(format!("{name}.wasm"));
     assert!(
         path.exists(),
         "{} is missing: run scripts/build-plugins.sh",
@@ -215,7 +210,8 @@ async fn postgres(databases: usize) {
         .collect();
     let cluster = Cluster::start("bench-postgres", crds, &["db"]).await;
     let client = cluster.client();
-    setup_server(&client, &pg).await;
+    pg_cluster::register_server(&client, "db", pg.port(), &[]).await;
+    pg_cluster::bind_plugins(&client, &["postgres-server", "postgres-database"], Some(8)).await;
     let operator = cluster.start_operator(&["--leader-election=false"]);
     let servers = Api::<DynamicObject>::namespaced_with(
         client.clone(),
@@ -254,73 +250,6 @@ async fn postgres(databases: usize) {
     );
     let count = api.list(&ListParams::default()).await.unwrap().items.len();
     assert_eq!(count, databases);
-}
-
-async fn setup_server(client: &Client, pg: &PgServer) {
-    let value = |text: &str| k8s_openapi::ByteString(text.as_bytes().to_vec());
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some("main-admin".into()),
-            namespace: Some("db".into()),
-            ..Default::default()
-        },
-        data: Some(
-            [
-                ("username".to_owned(), value("postgres")),
-                ("password".to_owned(), value(test_postgres::ADMIN_PASSWORD)),
-            ]
-            .into(),
-        ),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(client.clone(), "db")
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-    let server = json!({
-        "apiVersion": "systems.mikemiller.tech/v1alpha1",
-        "kind": "PostgresServer",
-        "metadata": {"name": "main", "namespace": "db"},
-        "spec": {"host": "127.0.0.1", "port": pg.port(), "sslMode": "disable", "adminCredentials": {"secretName": "main-admin"}},
-    });
-    Api::<DynamicObject>::namespaced_with(
-        client.clone(),
-        "db",
-        &resource("systems.mikemiller.tech", "PostgresServer"),
-    )
-    .create(
-        &PostParams::default(),
-        &serde_json::from_value(server).unwrap(),
-    )
-    .await
-    .unwrap();
-    let kind =
-        |k: &str| json!({"group": "systems.mikemiller.tech", "version": "v1alpha1", "kind": k});
-    for (name, reads) in [
-        ("postgres-server", vec![]),
-        ("postgres-database", vec![kind("PostgresServer")]),
-    ] {
-        let binding = json!({
-            "apiVersion": "systems.mikemiller.tech/v1alpha1",
-            "kind": "ReconcilerPlugin",
-            "metadata": {"name": name},
-            "spec": {
-                "source": {"file": plugin(&format!("{name}-plugin"))},
-                "limits": {"concurrency": 8},
-                "grants": {"read": reads, "children": [{"version": "v1", "kind": "Secret"}], "servers": ["*"]},
-            },
-        });
-        Api::<DynamicObject>::all_with(
-            client.clone(),
-            &resource("systems.mikemiller.tech", "ReconcilerPlugin"),
-        )
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(binding).unwrap(),
-        )
-        .await
-        .unwrap();
-    }
 }
 
 fn main() {

@@ -60,6 +60,12 @@ pub enum ServerError {
         #[source]
         source: kube::Error,
     },
+    /// The PostgresServer watch has no first list.
+    #[error("PostgresServers are not known: {reason}")]
+    Watch {
+        /// Why.
+        reason: &'static str,
+    },
     /// Connecting or running SQL failed.
     #[error("PostgresServer {key}: {source}")]
     Sql {
@@ -140,11 +146,11 @@ impl ServerDirectory {
             .await;
         tokio::time::timeout(Duration::from_secs(30), store.wait_until_ready())
             .await
-            .map_err(|_| ServerError::NotFound {
-                key: "(any): the PostgresServer list did not arrive within 30 s; is crds/postgresservers.yaml installed?".into(),
+            .map_err(|_| ServerError::Watch {
+                reason: "their list did not arrive within 30 s; is crds/postgresservers.yaml installed?",
             })?
-            .map_err(|_| ServerError::NotFound {
-                key: "(any): the PostgresServer watch stopped".into(),
+            .map_err(|_| ServerError::Watch {
+                reason: "the watch stopped",
             })
     }
 

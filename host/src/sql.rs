@@ -166,7 +166,7 @@ where
 /// the server's certificate (PostgreSQL servers mostly present self-signed
 /// ones).
 mod tls {
-    use std::sync::Arc;
+    use std::sync::{Arc, LazyLock};
 
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
     use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -212,15 +212,19 @@ mod tls {
         }
     }
 
+    /// The client configuration, built once: every new connection uses it.
     pub(super) fn unverified_client_config() -> ClientConfig {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let algorithms = provider.signature_verification_algorithms;
-        ClientConfig::builder_with_provider(Arc::clone(&provider) as Arc<CryptoProvider>)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unverified(algorithms)))
-            .with_no_client_auth()
+        static CONFIG: LazyLock<ClientConfig> = LazyLock::new(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let algorithms = provider.signature_verification_algorithms;
+            ClientConfig::builder_with_provider(Arc::clone(&provider) as Arc<CryptoProvider>)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default protocol versions")
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Unverified(algorithms)))
+                .with_no_client_auth()
+        });
+        CONFIG.clone()
     }
 }
 

@@ -11,9 +11,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 use support::cluster::{Cluster, Operator, eventually};
+use support::pg_cluster;
 use test_postgres::PgServer;
 use tokio_postgres::NoTls;
 
@@ -23,16 +23,8 @@ const SERVER_NS: &str = "db";
 const APP_NS: &str = "infra";
 const WAIT: Duration = Duration::from_secs(60);
 
-fn kind(kind: &str) -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "systems.mikemiller.tech",
-        "v1alpha1",
-        kind,
-    ))
-}
-
 fn api(client: &Client, ns: &str, k: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &kind(k))
+    Api::namespaced_with(client.clone(), ns, &pg_cluster::resource(k))
 }
 
 fn ready(object: &DynamicObject) -> Option<&Value> {
@@ -68,12 +60,21 @@ async fn wait_not_ready(client: &Client, ns: &str, k: &str, name: &str, reason: 
 }
 
 async fn create(client: &Client, ns: &str, object: Value) {
-    let k = object["kind"].as_str().unwrap().to_owned();
-    let object: DynamicObject = serde_json::from_value(object).unwrap();
-    api(client, ns, &k)
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap_or_else(|e| panic!("creating {k}: {e}"));
+    pg_cluster::create(client, Some(ns), object).await;
+}
+
+/// Creates Database `ns/name` on the server `db/main` with more `spec`.
+async fn create_database(client: &Client, ns: &str, name: &str, spec: Value) {
+    let mut object = json!({
+        "apiVersion": "systems.mikemiller.tech/v1alpha1",
+        "kind": "Database",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"serverRef": {"name": "main", "namespace": SERVER_NS}},
+    });
+    for (key, value) in spec.as_object().unwrap() {
+        object["spec"][key] = value.clone();
+    }
+    create(client, ns, object).await;
 }
 
 async fn secret(client: &Client, ns: &str, name: &str) -> BTreeMap<String, String> {
@@ -121,28 +122,6 @@ async fn admin(pg: &PgServer, database: &str) -> tokio_postgres::Client {
     connect(&admin_uri(pg, database)).await.unwrap()
 }
 
-fn binding(name: &str, plugin: &str, read: &[&str]) -> Value {
-    let path = support::plugin_dir().join(format!("{plugin}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing; build the plugins with scripts/build-plugins.sh",
-        path.display()
-    );
-    json!({
-        "apiVersion": "systems.mikemiller.tech/v1alpha1",
-        "kind": "ReconcilerPlugin",
-        "metadata": {"name": name},
-        "spec": {
-            "source": {"file": path.canonicalize().unwrap()},
-            "grants": {
-                "read": read.iter().map(|k| json!({"group": "systems.mikemiller.tech", "version": "v1alpha1", "kind": k})).collect::<Vec<_>>(),
-                "children": [{"version": "v1", "kind": "Secret"}],
-                "servers": ["*"],
-            },
-        },
-    })
-}
-
 /// A cluster with the PostgresServer `db/main` (which lets `infra` use it)
 /// and the three Postgres plugins bound; the operator resyncs every 2 s.
 async fn start(pg: &PgServer, name: &str) -> (Cluster, Operator) {
@@ -152,65 +131,13 @@ async fn start(pg: &PgServer, name: &str) -> (Cluster, Operator) {
         .collect();
     let cluster = Cluster::start(name, crds, &[SERVER_NS, APP_NS, "elsewhere"]).await;
     let client = cluster.client();
-    let value = |text: &str| k8s_openapi::ByteString(text.as_bytes().to_vec());
-    let admin_secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("main-admin".into()),
-            namespace: Some(SERVER_NS.into()),
-            ..Default::default()
-        },
-        data: Some(
-            [
-                ("username".to_owned(), value("postgres")),
-                ("password".to_owned(), value(test_postgres::ADMIN_PASSWORD)),
-            ]
-            .into(),
-        ),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(client.clone(), SERVER_NS)
-        .create(&PostParams::default(), &admin_secret)
-        .await
-        .unwrap();
-    create(
+    pg_cluster::register_server(&client, SERVER_NS, pg.port(), &[APP_NS]).await;
+    pg_cluster::bind_plugins(
         &client,
-        SERVER_NS,
-        json!({
-            "apiVersion": "systems.mikemiller.tech/v1alpha1",
-            "kind": "PostgresServer",
-            "metadata": {"name": "main", "namespace": SERVER_NS},
-            "spec": {
-                "host": "127.0.0.1",
-                "port": pg.port(),
-                "sslMode": "disable",
-                "adminCredentials": {"secretName": "main-admin"},
-                "allowedNamespaces": [APP_NS],
-            },
-        }),
+        &["postgres-server", "postgres-database", "postgres-user"],
+        None,
     )
     .await;
-    let bindings = Api::<DynamicObject>::all_with(client.clone(), &kind("ReconcilerPlugin"));
-    for object in [
-        binding("postgres-server", "postgres-server-plugin", &[]),
-        binding(
-            "postgres-database",
-            "postgres-database-plugin",
-            &["PostgresServer"],
-        ),
-        binding(
-            "postgres-user",
-            "postgres-user-plugin",
-            &["PostgresServer", "Database"],
-        ),
-    ] {
-        bindings
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(object).unwrap(),
-            )
-            .await
-            .unwrap();
-    }
     let operator = cluster.start_operator(&["--leader-election=false", "--resync-seconds", "2"]);
     (cluster, operator)
 }
@@ -438,19 +365,12 @@ async fn hostile_names(pg: &PgServer, client: &Client) {
         .unwrap();
     let database_name = "we\"ird; $$ db ünï';--";
     let username = "a\";drop table canary;--";
-    create(
+    create_database(
         client,
         APP_NS,
-        json!({
-            "apiVersion": "systems.mikemiller.tech/v1alpha1",
-            "kind": "Database",
-            "metadata": {"name": "hostile", "namespace": APP_NS},
-            "spec": {
-                "serverRef": {"name": "main", "namespace": SERVER_NS},
-                "databaseName": database_name,
-                "credentials": {"username": username},
-            },
-        }),
+        "hostile",
+        json!({"databaseName": database_name,
+                "credentials": {"username": username}}),
     )
     .await;
     wait_ready(client, APP_NS, "Database", "hostile").await;
@@ -488,18 +408,11 @@ async fn hostile_names(pg: &PgServer, client: &Client) {
     );
 
     let long = "x".repeat(64);
-    create(
+    create_database(
         client,
         APP_NS,
-        json!({
-            "apiVersion": "systems.mikemiller.tech/v1alpha1",
-            "kind": "Database",
-            "metadata": {"name": "too-long", "namespace": APP_NS},
-            "spec": {
-                "serverRef": {"name": "main", "namespace": SERVER_NS},
-                "credentials": {"username": long},
-            },
-        }),
+        "too-long",
+        json!({"credentials": {"username": long}}),
     )
     .await;
     let refused = wait_not_ready(client, APP_NS, "Database", "too-long", "InvalidSpec").await;
@@ -512,18 +425,11 @@ async fn hostile_names(pg: &PgServer, client: &Client) {
     );
     for reserved in ["postgres", "pg_monitor"] {
         let name = format!("reserved-{}", reserved.replace('_', "-"));
-        create(
+        create_database(
             client,
             APP_NS,
-            json!({
-                "apiVersion": "systems.mikemiller.tech/v1alpha1",
-                "kind": "Database",
-                "metadata": {"name": name, "namespace": APP_NS},
-                "spec": {
-                    "serverRef": {"name": "main", "namespace": SERVER_NS},
-                    "credentials": {"username": reserved},
-                },
-            }),
+            &name,
+            json!({"credentials": {"username": reserved}}),
         )
         .await;
         wait_not_ready(client, APP_NS, "Database", &name, "InvalidSpec").await;
@@ -539,19 +445,12 @@ async fn hostile_names(pg: &PgServer, client: &Client) {
 /// `Delete` drops the database despite an open session; `Retain` keeps it.
 async fn reclaim(pg: &PgServer, client: &Client) {
     for (name, policy) in [("gone", "Delete"), ("kept", "Retain")] {
-        create(
+        create_database(
             client,
             APP_NS,
-            json!({
-                "apiVersion": "systems.mikemiller.tech/v1alpha1",
-                "kind": "Database",
-                "metadata": {"name": name, "namespace": APP_NS},
-                "spec": {
-                    "serverRef": {"name": "main", "namespace": SERVER_NS},
-                    "credentials": {"username": format!("{name}-owner")},
-                    "reclaimPolicy": policy,
-                },
-            }),
+            name,
+            json!({"credentials": {"username": format!("{name}-owner")},
+                    "reclaimPolicy": policy}),
         )
         .await;
     }
@@ -603,18 +502,11 @@ async fn reclaim(pg: &PgServer, client: &Client) {
 
 /// A namespace the server does not list cannot use it.
 async fn namespace_consent(client: &Client) {
-    create(
+    create_database(
         client,
         "elsewhere",
-        json!({
-            "apiVersion": "systems.mikemiller.tech/v1alpha1",
-            "kind": "Database",
-            "metadata": {"name": "intruder", "namespace": "elsewhere"},
-            "spec": {
-                "serverRef": {"name": "main", "namespace": SERVER_NS},
-                "credentials": {"username": "intruder"},
-            },
-        }),
+        "intruder",
+        json!({"credentials": {"username": "intruder"}}),
     )
     .await;
     let refused = wait_not_ready(

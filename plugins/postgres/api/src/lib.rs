@@ -162,7 +162,7 @@ pub struct PostgresServerStatus {
         namespaced,
         shortname = "pgdb",
         category = "wasm-operator",
-        status = "DatabaseStatus",
+        status = "CredentialsStatus",
         printcolumn = r#"{"name":"Database","type":"string","jsonPath":".status.databaseName"}"#,
         printcolumn = r#"{"name":"Owner","type":"string","jsonPath":".spec.credentials.username"}"#,
         printcolumn = r#"{"name":"Server","type":"string","jsonPath":".status.server"}"#,
@@ -282,17 +282,18 @@ pub struct CommonStatus {
     pub conditions: Vec<Value>,
 }
 
-/// What the operator observed of a Database.
+/// What the operator observed of a Database or a DatabaseUser: where it
+/// lives, and the Secret with its role's credentials.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct DatabaseStatus {
+pub struct CredentialsStatus {
     /// `namespace/name` of the PostgresServer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
     /// Name of the database on the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_name: Option<String>,
-    /// The Secret with the owner's credentials.
+    /// The Secret with the role's credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<Binding>,
     /// Password rotation bookkeeping.
@@ -334,7 +335,7 @@ pub struct PasswordStatus {
         namespaced,
         shortname = "pguser",
         category = "wasm-operator",
-        status = "DatabaseUserStatus",
+        status = "CredentialsStatus",
         printcolumn = r#"{"name":"Username","type":"string","jsonPath":".spec.username"}"#,
         printcolumn = r#"{"name":"Database","type":"string","jsonPath":".spec.databaseRef.name"}"#,
         printcolumn = r#"{"name":"Access","type":"string","jsonPath":".spec.access"}"#,
@@ -389,27 +390,6 @@ pub enum Access {
     ReadWrite,
     /// Member of the owner role: everything the owner may do.
     Owner,
-}
-
-/// What the operator observed of a DatabaseUser.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DatabaseUserStatus {
-    /// `namespace/name` of the PostgresServer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<String>,
-    /// Name of the database on the server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub database_name: Option<String>,
-    /// The Secret with the role's credentials.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub binding: Option<Binding>,
-    /// Password rotation bookkeeping.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<PasswordStatus>,
-    /// Common status fields.
-    #[serde(flatten)]
-    pub common: CommonStatus,
 }
 
 /// Conditions as Kubernetes defines them (`type`, `status`, `reason`,

@@ -3,9 +3,14 @@
 //!
 //! Events are emitted only for changes, so a converged object gets none.
 
+use postgres_api::{CommonStatus, CredentialsStatus};
 use serde::Serialize;
 use serde_json::Value;
-use wasm_operator_sdk::{Condition, ConditionStatus, Conditions, Context, Event, Object, READY};
+use wasm_operator_sdk::{
+    Condition, ConditionStatus, Conditions, Context, Event, Object, READY, Request, Response,
+};
+
+use crate::credentials::keep_existing;
 
 /// The reason of `Ready=True` once everything is in place.
 pub const READY_REASON: &str = "Ready";
@@ -30,6 +35,38 @@ pub(crate) fn not_ready_event(object: &Object, reason: &str, message: &str) -> O
     let unchanged = previous
         .is_some_and(|ready| ready.status == ConditionStatus::False && ready.reason == reason);
     (!unchanged).then(|| Event::warning(reason, "Reconcile", message))
+}
+
+/// `Ready=False` with `reason`: the rest of `status` as it is, a Warning
+/// event when the reason is new, and the credentials Secret `secret` kept
+/// when it exists (a Secret left out of a response would be deleted, and
+/// its password with it).
+pub(crate) fn not_ready(
+    ctx: &Context<'_>,
+    req: &Request,
+    secret: &str,
+    mut status: CredentialsStatus,
+    reason: &str,
+    message: String,
+) -> Response {
+    let object = &req.object;
+    ctx.info(
+        "not ready",
+        &[("object", object.name()), ("reason", reason)],
+    );
+    let event = not_ready_event(object, reason, &message);
+    status.common = CommonStatus {
+        conditions: conditions(ctx, object, Condition::not_ready(reason, message)),
+        ..CommonStatus::default()
+    };
+    let mut response = Response::new().status(to_json(&status));
+    if let Some(secret) = keep_existing(req, secret) {
+        response = response.child(secret);
+    }
+    if let Some(event) = event {
+        response = response.event(event);
+    }
+    response
 }
 
 /// Whether the object's status describes its current generation: then a

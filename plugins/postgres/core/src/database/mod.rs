@@ -9,17 +9,17 @@
 mod observe;
 mod plan;
 
-use postgres_api::{Binding, CommonStatus, DatabaseSpec, DatabaseStatus, ReclaimPolicy};
+use postgres_api::{Binding, CommonStatus, CredentialsStatus, DatabaseSpec, ReclaimPolicy};
 use wasm_operator_sdk::{
     Condition, Context, FinalizeResponse, Object, Plugin, PluginError, PluginInfo, Request,
     Response, SqlValue,
 };
 
-use crate::credentials::{Credentials, existing_password, keep_existing};
+use crate::credentials::{Credentials, existing_password};
 use crate::names::{
     check_database_name, check_identifier, check_literal, check_role_name, check_schema_name,
 };
-use crate::outcome::{READY_REASON, conditions, not_ready_event, status_is_current, to_json};
+use crate::outcome::{READY_REASON, conditions, not_ready, status_is_current, to_json};
 use crate::password::{self, Rotation, rotation_annotation};
 use crate::rows::{flag, int};
 use crate::servers::{SERVER_NOT_ALLOWED, granted_server, is_granted, not_allowed_message};
@@ -71,7 +71,7 @@ impl<'a> Desired<'a> {
     fn validate(
         object: &Object,
         spec: &'a DatabaseSpec,
-        status: &DatabaseStatus,
+        status: &CredentialsStatus,
         key: &str,
     ) -> Result<Self, PluginError> {
         let (name, field) = match &spec.database_name {
@@ -143,17 +143,24 @@ impl Plugin for DatabasePlugin {
     fn reconcile(ctx: &Context<'_>, req: &Request) -> Result<Response, PluginError> {
         let object = &req.object;
         let spec: DatabaseSpec = object.spec()?;
-        let status: DatabaseStatus = object.status().unwrap_or_default();
+        let status: CredentialsStatus = object.status().unwrap_or_default();
         let namespace = namespace(object)?;
         let Some(server_ref) = &spec.server_ref else {
-            return Ok(dedicated_instance_unsupported(ctx, object, status));
+            return Ok(dedicated_instance_unsupported(ctx, req, status));
         };
         let key = server_ref.key(namespace);
         let desired = Desired::validate(object, &spec, &status, &key)?;
         let secret = secret_name(object.name());
         let Some(server) = granted_server(ctx, req, &key)? else {
             let message = not_allowed_message(&key, "Database", namespace);
-            return Ok(not_ready(ctx, req, status, SERVER_NOT_ALLOWED, message));
+            return Ok(not_ready(
+                ctx,
+                req,
+                &secret_name(object.name()),
+                status,
+                SERVER_NOT_ALLOWED,
+                message,
+            ));
         };
 
         let password = password::decide(
@@ -207,7 +214,7 @@ impl Plugin for DatabasePlugin {
                 desired.name, desired.owner
             ),
         );
-        let status = DatabaseStatus {
+        let status = CredentialsStatus {
             server: Some(key.clone()),
             database_name: Some(desired.name.clone()),
             binding: Some(Binding { name: secret }),
@@ -241,7 +248,7 @@ impl Plugin for DatabasePlugin {
     fn finalize(ctx: &Context<'_>, req: &Request) -> Result<FinalizeResponse, PluginError> {
         let object = &req.object;
         let spec: DatabaseSpec = object.spec()?;
-        let status: DatabaseStatus = object.status().unwrap_or_default();
+        let status: CredentialsStatus = object.status().unwrap_or_default();
         let namespace = namespace(object)?;
         let Some(server_ref) = &spec.server_ref else {
             return Ok(FinalizeResponse::done());
@@ -325,61 +332,23 @@ fn count(plans: &[wasm_operator_sdk::SqlPlan]) -> usize {
     plans.iter().map(|plan| plan.statements.len()).sum()
 }
 
-/// `Ready=False DedicatedInstanceUnsupported`: no SQL, no children.
+/// `Ready=False DedicatedInstanceUnsupported`: no SQL.
 fn dedicated_instance_unsupported(
     ctx: &Context<'_>,
-    object: &Object,
-    status: DatabaseStatus,
+    req: &Request,
+    status: CredentialsStatus,
 ) -> Response {
     let message = "dedicated instances (spec.size, spec.version, spec.replication) are not \
                    supported yet; set spec.serverRef to a PostgresServer to manage this \
                    database on an existing server";
-    not_ready_response(
+    not_ready(
         ctx,
-        object,
+        req,
+        &secret_name(req.object.name()),
         status,
         DEDICATED_INSTANCE_UNSUPPORTED,
         message.into(),
     )
-}
-
-/// `Ready=False` with `reason`, keeping the credentials Secret (if any) and
-/// the rest of the status as they are.
-fn not_ready(
-    ctx: &Context<'_>,
-    req: &Request,
-    status: DatabaseStatus,
-    reason: &str,
-    message: String,
-) -> Response {
-    let mut response = not_ready_response(ctx, &req.object, status, reason, message);
-    if let Some(secret) = keep_existing(req, &secret_name(req.object.name())) {
-        response = response.child(secret);
-    }
-    response
-}
-
-fn not_ready_response(
-    ctx: &Context<'_>,
-    object: &Object,
-    mut status: DatabaseStatus,
-    reason: &str,
-    message: String,
-) -> Response {
-    ctx.info(
-        "database is not ready",
-        &[("database", object.name()), ("reason", reason)],
-    );
-    let event = not_ready_event(object, reason, &message);
-    status.common = CommonStatus {
-        conditions: conditions(ctx, object, Condition::not_ready(reason, message)),
-        ..CommonStatus::default()
-    };
-    let mut response = Response::new().status(to_json(&status));
-    if let Some(event) = event {
-        response = response.event(event);
-    }
-    response
 }
 
 #[cfg(test)]

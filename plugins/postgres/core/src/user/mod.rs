@@ -12,20 +12,17 @@ mod plan;
 use std::time::Duration;
 
 use postgres_api::{
-    Binding, CommonStatus, DatabaseSpec, DatabaseStatus, DatabaseUserSpec, DatabaseUserStatus,
-    ReclaimPolicy,
+    Binding, CommonStatus, CredentialsStatus, DatabaseSpec, DatabaseUserSpec, ReclaimPolicy,
 };
 use wasm_operator_sdk::{
     Condition, ConditionStatus, Conditions, Context, Event, FinalizeResponse, Object, Plugin,
     PluginError, PluginInfo, READY, Request, Response, SqlPlan, SqlStatement, SqlValue,
 };
 
-use crate::credentials::{Credentials, existing_password, keep_existing};
+use crate::credentials::{Credentials, existing_password};
 use crate::grants::{self, Profile};
 use crate::names::{check_role_name, check_timestamp, ident};
-use crate::outcome::{
-    Changes, READY_REASON, conditions, not_ready_event, status_is_current, to_json,
-};
+use crate::outcome::{Changes, READY_REASON, conditions, not_ready, status_is_current, to_json};
 use crate::password::{self, Rotation, rotation_annotation};
 use crate::role;
 use crate::rows::{flag, int, list, query_failed, text};
@@ -93,7 +90,7 @@ impl Plugin for DatabaseUserPlugin {
     fn reconcile(ctx: &Context<'_>, req: &Request) -> Result<Response, PluginError> {
         let object = &req.object;
         let spec: DatabaseUserSpec = object.spec()?;
-        let status: DatabaseUserStatus = object.status().unwrap_or_default();
+        let status: CredentialsStatus = object.status().unwrap_or_default();
         let namespace = namespace(object)?;
         check_role_name("spec.username", &spec.username)?;
         if let Some(valid_until) = &spec.valid_until {
@@ -108,8 +105,15 @@ impl Plugin for DatabaseUserPlugin {
         let placement = match placement(ctx, namespace, &spec.database_ref.name)? {
             Ok(placement) => placement,
             Err(message) => {
-                return Ok(not_ready(ctx, req, status, DATABASE_NOT_READY, message)
-                    .requeue_after(DATABASE_NOT_READY_RECHECK));
+                return Ok(not_ready(
+                    ctx,
+                    req,
+                    &secret_name(req.object.name()),
+                    status,
+                    DATABASE_NOT_READY,
+                    message,
+                )
+                .requeue_after(DATABASE_NOT_READY_RECHECK));
             }
         };
         if spec.username == placement.owner {
@@ -121,7 +125,14 @@ impl Plugin for DatabaseUserPlugin {
         let key = placement.key.as_str();
         let Some(server) = granted_server(ctx, req, key)? else {
             let message = not_allowed_message(key, "DatabaseUser", namespace);
-            return Ok(not_ready(ctx, req, status, SERVER_NOT_ALLOWED, message));
+            return Ok(not_ready(
+                ctx,
+                req,
+                &secret_name(req.object.name()),
+                status,
+                SERVER_NOT_ALLOWED,
+                message,
+            ));
         };
         let secret = secret_name(object.name());
         let password = password::decide(
@@ -177,7 +188,7 @@ impl Plugin for DatabaseUserPlugin {
                 spec.username, placement.database
             ),
         );
-        let status = DatabaseUserStatus {
+        let status = CredentialsStatus {
             server: Some(key.to_owned()),
             database_name: Some(placement.database.clone()),
             binding: Some(Binding { name: secret }),
@@ -214,7 +225,7 @@ impl Plugin for DatabaseUserPlugin {
     fn finalize(ctx: &Context<'_>, req: &Request) -> Result<FinalizeResponse, PluginError> {
         let object = &req.object;
         let spec: DatabaseUserSpec = object.spec()?;
-        let status: DatabaseUserStatus = object.status().unwrap_or_default();
+        let status: CredentialsStatus = object.status().unwrap_or_default();
         let namespace = namespace(object)?;
         if spec.reclaim_policy == ReclaimPolicy::Retain {
             ctx.info(
@@ -323,7 +334,7 @@ fn placement(
     let Some(server_ref) = &spec.server_ref else {
         return Ok(Err(format!("Database {name:?} has no spec.serverRef")));
     };
-    let status: DatabaseStatus = database.status().unwrap_or_default();
+    let status: CredentialsStatus = database.status().unwrap_or_default();
     Ok(Ok(Placement {
         key: server_ref.key(namespace),
         database: status
@@ -375,35 +386,6 @@ fn namespace(object: &Object) -> Result<&str, PluginError> {
     object.namespace().ok_or_else(|| {
         PluginError::permanent("InvalidObject", "a DatabaseUser must have a namespace")
     })
-}
-
-/// `Ready=False` with `reason`, keeping the credentials Secret (if any) and
-/// the rest of the status as they are.
-fn not_ready(
-    ctx: &Context<'_>,
-    req: &Request,
-    mut status: DatabaseUserStatus,
-    reason: &str,
-    message: String,
-) -> Response {
-    let object = &req.object;
-    ctx.info(
-        "database user is not ready",
-        &[("user", object.name()), ("reason", reason)],
-    );
-    let event = not_ready_event(object, reason, &message);
-    status.common = CommonStatus {
-        conditions: conditions(ctx, object, Condition::not_ready(reason, message)),
-        ..CommonStatus::default()
-    };
-    let mut response = Response::new().status(to_json(&status));
-    if let Some(secret) = keep_existing(req, &secret_name(object.name())) {
-        response = response.child(secret);
-    }
-    if let Some(event) = event {
-        response = response.event(event);
-    }
-    response
 }
 
 #[cfg(test)]

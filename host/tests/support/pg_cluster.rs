@@ -1,0 +1,120 @@
+//! The Kubernetes side of the Postgres end-to-end tests and benchmarks: a
+//! `PostgresServer` with its admin Secret, and the Postgres plugins bound
+//! from their built components.
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+
+/// The API resource of one of the operator's kinds.
+pub fn resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "systems.mikemiller.tech",
+        "v1alpha1",
+        kind,
+    ))
+}
+
+/// Creates an object of one of the operator's kinds (namespaced when
+/// `namespace` is given).
+pub async fn create(client: &Client, namespace: Option<&str>, object: Value) {
+    let kind = object["kind"].as_str().unwrap().to_owned();
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource(&kind)),
+        None => Api::all_with(client.clone(), &resource(&kind)),
+    };
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(object).unwrap(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("creating a {kind}: {e}"));
+}
+
+/// Registers the throwaway server on `port` as PostgresServer `ns/main`,
+/// with its admin Secret `ns/main-admin`, usable from `allowed` namespaces.
+pub async fn register_server(client: &Client, ns: &str, port: u16, allowed: &[&str]) {
+    let value = |text: &str| ByteString(text.as_bytes().to_vec());
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("main-admin".into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        data: Some(
+            [
+                ("username".to_owned(), value(test_postgres::ADMIN_USER)),
+                ("password".to_owned(), value(test_postgres::ADMIN_PASSWORD)),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    create(
+        client,
+        Some(ns),
+        json!({
+            "apiVersion": "systems.mikemiller.tech/v1alpha1",
+            "kind": "PostgresServer",
+            "metadata": {"name": "main", "namespace": ns},
+            "spec": {
+                "host": "127.0.0.1",
+                "port": port,
+                "sslMode": "disable",
+                "adminCredentials": {"secretName": "main-admin"},
+                "allowedNamespaces": allowed,
+            },
+        }),
+    )
+    .await;
+}
+
+/// Binds the plugins `postgres-server`, `postgres-database` and
+/// `postgres-user` whose names are in `plugins`, from their components in
+/// `target/plugins`, with the reads each needs, Secret children and every
+/// server; `concurrency` when given.
+pub async fn bind_plugins(client: &Client, plugins: &[&str], concurrency: Option<u16>) {
+    for &name in plugins {
+        let reads: &[&str] = match name {
+            "postgres-server" => &[],
+            "postgres-database" => &["PostgresServer"],
+            "postgres-user" => &["PostgresServer", "Database"],
+            other => panic!("no Postgres plugin named {other}"),
+        };
+        let path = super::plugin_dir().join(format!("{name}-plugin.wasm"));
+        assert!(
+            path.exists(),
+            "{} is missing; build the plugins with scripts/build-plugins.sh",
+            path.display()
+        );
+        let mut spec = json!({
+            "source": {"file": path.canonicalize().unwrap()},
+            "grants": {
+                "read": reads.iter().map(|k| json!({"group": "systems.mikemiller.tech", "version": "v1alpha1", "kind": k})).collect::<Vec<_>>(),
+                "children": [{"version": "v1", "kind": "Secret"}],
+                "servers": ["*"],
+            },
+        });
+        if let Some(concurrency) = concurrency {
+            spec["limits"] = json!({"concurrency": concurrency});
+        }
+        create(
+            client,
+            None,
+            json!({
+                "apiVersion": "systems.mikemiller.tech/v1alpha1",
+                "kind": "ReconcilerPlugin",
+                "metadata": {"name": name},
+                "spec": spec,
+            }),
+        )
+        .await;
+    }
+}
