@@ -3,6 +3,7 @@
 //! and carries it out (SQL, server-side apply of children, pruning, status,
 //! events, finalizer).
 
+mod fresh;
 mod grants;
 mod live;
 mod services;
@@ -11,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
@@ -170,6 +171,7 @@ struct Context {
     kinds: Arc<KindResolver>,
     recorder: Recorder,
     failures: Arc<Mutex<HashMap<String, u32>>>,
+    written: fresh::WrittenObjects,
     settings: Settings,
     metrics: Arc<Metrics>,
     servers: Arc<ServerDirectory>,
@@ -229,8 +231,11 @@ pub async fn run(
     // reconcile that wrote them. Finalizer changes must: adding ours ends a
     // reconcile that waits for the change to come back. Annotation changes
     // must too: they carry requests such as a password rotation.
+    let written = fresh::WrittenObjects::default();
+    let observed = written.clone();
     let trigger = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
+        .inspect_ok(move |event| observed.observe(event))
         .applied_objects()
         .predicate_filter(
             predicates::generation
@@ -256,6 +261,7 @@ pub async fn run(
         kinds,
         recorder,
         failures: Arc::default(),
+        written,
         settings,
         metrics,
         servers,
@@ -286,6 +292,7 @@ async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let started = std::time::Instant::now();
+    let object = ctx.written.fresher(object);
     let api = ctx.api_for(object.namespace().as_deref());
     let finalizer_name = ctx.binding.finalizer();
     let result = finalizer(&api, &finalizer_name, object.clone(), |event| async {
@@ -657,7 +664,8 @@ impl Context {
             "kind": self.target.kind,
             "status": status,
         });
-        self.api_for(object.namespace().as_deref())
+        let written = self
+            .api_for(object.namespace().as_deref())
             .patch_status(
                 &object.name_any(),
                 &PatchParams::apply(&self.binding.field_manager()).force(),
@@ -665,6 +673,7 @@ impl Context {
             )
             .await
             .map_err(kube_error("writing status"))?;
+        self.written.record(object, written);
         self.metrics
             .record_write(&self.plugin_name(), WriteVerb::Status);
         Ok(())
@@ -694,7 +703,7 @@ impl Context {
         conditions.push(ready);
         let patch = json!({"status": {"conditions": conditions, "observedGeneration": object.metadata.generation}});
         if current.get("conditions") != patch["status"].get("conditions") {
-            if let Err(error) = self
+            match self
                 .api_for(object.namespace().as_deref())
                 .patch_status(
                     &object.name_any(),
@@ -703,10 +712,12 @@ impl Context {
                 )
                 .await
             {
-                tracing::warn!(%error, "could not record the failure in status");
-            } else {
-                self.metrics
-                    .record_write(&self.plugin_name(), WriteVerb::Status);
+                Ok(written) => {
+                    self.written.record(object, written);
+                    self.metrics
+                        .record_write(&self.plugin_name(), WriteVerb::Status);
+                }
+                Err(error) => tracing::warn!(%error, "could not record the failure in status"),
             }
         }
         let event = Event {

@@ -1,6 +1,7 @@
-//! Fault injection for tests: expired watches, dropped watches, injected errors, latency and
-//! the bookmark interval.
+//! Fault injection for tests: expired watches, dropped watches, injected errors, latency,
+//! watch lag and the bookmark interval.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -79,6 +80,7 @@ pub struct FaultState {
     latency_ms: AtomicU64,
     bookmark_ms: AtomicU64,
     injections: Mutex<Vec<Injection>>,
+    watch_lag: Mutex<HashMap<String, Duration>>,
 }
 
 impl Default for FaultState {
@@ -88,6 +90,7 @@ impl Default for FaultState {
             latency_ms: AtomicU64::new(0),
             bookmark_ms: AtomicU64::new(30_000),
             injections: Mutex::new(Vec::new()),
+            watch_lag: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -114,6 +117,30 @@ impl FaultState {
     /// The current added delay.
     pub fn latency(&self) -> Duration {
         Duration::from_millis(self.latency_ms.load(Ordering::SeqCst))
+    }
+
+    /// Delivers live watch events of `resource` (plural, e.g. `secrets`) this much after
+    /// they happen; zero turns it off.
+    pub fn set_watch_lag(&self, resource: &str, lag: Duration) {
+        let mut lags = self
+            .watch_lag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if lag.is_zero() {
+            lags.remove(resource);
+        } else {
+            lags.insert(resource.to_owned(), lag);
+        }
+    }
+
+    /// The current watch lag of `resource`.
+    pub fn watch_lag(&self, resource: &str) -> Duration {
+        self.watch_lag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(resource)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// How often watches that asked for bookmarks get one (default 30 s).
@@ -188,6 +215,13 @@ impl Faults {
     /// Delays every request by this much (zero turns it off).
     pub fn set_latency(&self, latency: Duration) {
         self.api.faults.set_latency(latency);
+    }
+
+    /// Delivers live watch events of `resource` (plural, e.g. `secrets`) to every watcher
+    /// `lag` after they happen, in order, as a loaded API server or etcd would: a client's
+    /// cache then trails its own writes. Zero turns it off; takes effect at once.
+    pub fn set_watch_lag(&self, resource: &str, lag: Duration) {
+        self.api.faults.set_watch_lag(resource, lag);
     }
 
     /// Sends bookmarks this often on watches that allow them (takes effect for new watches).

@@ -2,6 +2,7 @@
 //! the store lock, history replay from a resourceVersion, `410 Expired`, bookmarks,
 //! `sendInitialEvents`, selectors, and a clean close at `timeoutSeconds`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +54,7 @@ pub fn start(api: &Arc<Api>, request: WatchRequest) -> mpsc::Receiver<Bytes> {
             .map(|s| (s, rv))
     };
     let bookmark_every = api.faults.bookmark_interval();
+    let api = Arc::clone(api);
     tokio::spawn(async move {
         let ((initial, mut live), start_rv) = match subscription {
             Ok(s) => s,
@@ -83,10 +85,28 @@ pub fn start(api: &Arc<Api>, request: WatchRequest) -> mpsc::Receiver<Bytes> {
         tokio::pin!(deadline);
         let mut ticker = tokio::time::interval(bookmark_every);
         ticker.tick().await;
+        // Live events held back by an injected watch lag, with when they are due.
+        let mut lagging: VecDeque<(tokio::time::Instant, Arc<Event>)> = VecDeque::new();
+        let resource = request.rt.plural.clone();
         loop {
+            let next_due = lagging.front().map(|(due, _)| *due);
             tokio::select! {
                 event = live.recv() => {
                     let Some(event) = event else { return };
+                    let lag = api.faults.watch_lag(&resource);
+                    if !lag.is_zero() || !lagging.is_empty() {
+                        lagging.push_back((tokio::time::Instant::now() + lag, event));
+                        continue;
+                    }
+                    last_rv = last_rv.max(event.rv);
+                    if let Some(chunk) = render_event(&request, &event)
+                        && tx.send(chunk).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                () = tokio::time::sleep_until(next_due.unwrap_or_else(tokio::time::Instant::now)), if next_due.is_some() => {
+                    let Some((_, event)) = lagging.pop_front() else { continue };
                     last_rv = last_rv.max(event.rv);
                     if let Some(chunk) = render_event(&request, &event)
                         && tx.send(chunk).await.is_err()

@@ -270,6 +270,68 @@ async fn watch_replays_history_after_a_resource_version_and_expires_when_too_old
 }
 
 #[tokio::test]
+async fn watch_lag_delays_live_events_of_one_resource_in_order_while_reads_are_current() {
+    let server = TestApiServer::start().await.expect("server starts");
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("rv");
+    let mut stream = cms
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    let lag = Duration::from_millis(400);
+    server.faults().set_watch_lag("configmaps", lag);
+    let started = Instant::now();
+    for name in ["a", "b"] {
+        cms.create(&PostParams::default(), &config_map(name, json!({})))
+            .await
+            .expect("create");
+    }
+    // A read sees the write at once; the watch delivers it late, in order.
+    assert!(cms.get_opt("b").await.expect("get").is_some());
+    for name in ["a", "b"] {
+        match stream.try_next().await.expect("event") {
+            Some(WatchEvent::Added(cm)) => assert_eq!(cm.name_any(), name),
+            other => panic!("expected ADDED {name}, got {other:?}"),
+        }
+    }
+    assert!(started.elapsed() >= lag, "{:?}", started.elapsed());
+    // Other resources are not delayed.
+    let secrets: Api<Secret> = Api::namespaced(server.client(), "default");
+    let rv = secrets
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("rv");
+    let mut secret_events = secrets
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    let started = Instant::now();
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "s"}})).unwrap(),
+        )
+        .await
+        .expect("create");
+    assert!(matches!(
+        secret_events.try_next().await.expect("event"),
+        Some(WatchEvent::Added(_))
+    ));
+    assert!(started.elapsed() < lag, "{:?}", started.elapsed());
+}
+
+#[tokio::test]
 async fn send_initial_events_end_with_a_marked_bookmark_and_watches_close_at_timeout() {
     let server = TestApiServer::start().await.expect("server starts");
     let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
