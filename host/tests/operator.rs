@@ -265,6 +265,74 @@ async fn a_greeting_gets_its_child_and_ready_status_updates_without_idle_writes_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_edited_or_deleted_by_hand_is_put_back_at_once_and_reads_come_from_the_cache() {
+    let cluster = Cluster::start("hand-edits", "example-plugin").await;
+    cluster
+        .bind(json!({"read": [{"version": "v1", "kind": "ConfigMap"}], "children": [{"version": "v1", "kind": "ConfigMap"}]}))
+        .await;
+    let client = cluster.client();
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), "default");
+    config_maps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "audiences", "namespace": "default"},
+                "data": {"team": "platform"},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    // Resyncs are an hour apart: only the watches bring the child back.
+    let _operator = cluster.start_operator(&["--leader-election=false"]);
+    let greeting: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "examples.systems.mikemiller.tech/v1alpha1",
+        "kind": "Greeting",
+        "metadata": {"name": "team", "namespace": "default"},
+        "spec": {"greeting": "Hello", "audienceFrom": {"configMap": "audiences", "key": "team"}},
+    }))
+    .unwrap();
+    greetings(&client, "default")
+        .create(&PostParams::default(), &greeting)
+        .await
+        .unwrap();
+    let message = |cm: &ConfigMap| cm.data.as_ref()?.get("message").cloned();
+    let wait_message = |what: &'static str| {
+        let config_maps = config_maps.clone();
+        async move {
+            eventually(what, Duration::from_secs(10), || async {
+                let child = config_maps.get_opt("team-greeting").await.ok()??;
+                (message(&child).as_deref() == Some("Hello, platform!")).then_some(child)
+            })
+            .await
+        }
+    };
+    // The audience was read from the ConfigMap through the cache.
+    wait_message("the child with the audience from the ConfigMap").await;
+
+    config_maps
+        .patch(
+            "team-greeting",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"message": "tampered"}})),
+        )
+        .await
+        .unwrap();
+    wait_message("the edited child to be put back").await;
+
+    config_maps
+        .delete("team-greeting", &DeleteParams::default())
+        .await
+        .unwrap();
+    let recreated = wait_message("the deleted child to be recreated").await;
+    assert_eq!(
+        recreated.owner_references()[0].name,
+        "team",
+        "the new child is owned by its Greeting"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_error_shows_in_status_and_events_and_clears_after_a_fix() {
     let cluster = Cluster::start("plugin-error", "example-plugin").await;
     cluster

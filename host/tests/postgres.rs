@@ -328,12 +328,14 @@ async fn drift(pg: &PgServer, client: &Client, owner: &BTreeMap<String, String>)
 }
 
 /// Asking for a rotation changes the password: the old one stops working.
-/// The operator's watch of DatabaseUsers lags (as on a loaded API server),
-/// so its cache trails its own status writes: one request still rotates once.
+/// The operator's watches lag (as on a loaded API server): its cache trails
+/// its own writes, the new Secret by longer than a resync. One request still
+/// rotates once, and the resyncs keep the new password.
 async fn rotation(cluster: &Cluster) {
     let client = &cluster.client();
     let faults = cluster.server.faults();
     faults.set_watch_lag("databaseusers", Duration::from_millis(800));
+    faults.set_watch_lag("secrets", Duration::from_secs(3));
     let before = secret(client, APP_NS, "reader-user-credentials").await;
     api(client, APP_NS, "DatabaseUser")
         .patch(
@@ -360,8 +362,18 @@ async fn rotation(cluster: &Cluster) {
     assert_eq!(old.code().map(|c| c.code()), Some("28P01"));
 
     // One request, one rotation: resyncs (every 2 s) and the reconciles the
-    // new Secret triggers keep the new password.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // new Secret triggers keep the new password, at every moment.
+    let watching = std::time::Instant::now();
+    while watching.elapsed() < Duration::from_secs(5) {
+        let attempt = connect(&after["uri"]).await;
+        assert!(
+            attempt.is_ok(),
+            "the new password stopped working {:?} after the rotation: {:?}",
+            watching.elapsed(),
+            attempt.err()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let later = secret(client, APP_NS, "reader-user-credentials").await;
     assert_eq!(
         later["password"], after["password"],
@@ -400,6 +412,7 @@ async fn rotation(cluster: &Cluster) {
         "the rotation event did not repeat: {rotations:?}"
     );
     faults.set_watch_lag("databaseusers", Duration::ZERO);
+    faults.set_watch_lag("secrets", Duration::ZERO);
 }
 
 /// Hostile identifiers are quoted (exactly the intended statements run) or

@@ -1,13 +1,13 @@
-//! Read-your-writes for the reconciled objects.
+//! Read-your-writes over a watch cache.
 //!
-//! A controller reconciles the object its watch cache holds, and the cache
-//! learns of the host's own status write only when the watch event comes
-//! back. A reconcile queued meanwhile (a child's change, a requeue) would
-//! hand the plugin the object as it was *before* that write: a plugin that
-//! keeps state in status (the last rotation request it acted on, say) then
-//! acts twice. So the host remembers each object its status writes
-//! returned, until the cache has caught up, and reconciles that one instead
-//! of an older copy.
+//! A controller reads the objects its watches cache, and a cache learns of
+//! the host's own writes only when the watch event comes back. A reconcile
+//! queued meanwhile (a child's change, a requeue) would hand the plugin the
+//! state from *before* those writes: a plugin that keeps state in status
+//! (the last rotation request it acted on, say) then acts twice, and one
+//! that reads a child it just replaced sees the old one. So the host
+//! remembers what its writes returned, and what it deleted, until the cache
+//! has caught up, and reads through that record.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,90 +16,132 @@ use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::runtime::watcher;
 
-/// The objects this controller wrote that its cache may not have seen yet,
-/// by uid.
+/// Objects this controller wrote or deleted that its cache may not show
+/// yet, by namespace and name.
 #[derive(Debug, Default, Clone)]
 pub(super) struct WrittenObjects {
-    pending: Arc<Mutex<HashMap<String, Written>>>,
+    pending: Arc<Mutex<HashMap<Key, Written>>>,
+}
+
+type Key = (Option<String>, String);
+
+fn key(object: &DynamicObject) -> Key {
+    (object.namespace(), object.name_any())
 }
 
 #[derive(Debug)]
-struct Written {
-    /// The resource version the object had before the write.
-    before: Option<String>,
-    /// The object the write returned.
-    object: Arc<DynamicObject>,
+enum Written {
+    /// A write returned `object`; `before` is the resource version the
+    /// object had before it (`None` when the write created it).
+    Applied {
+        before: Option<String>,
+        object: Arc<DynamicObject>,
+    },
+    /// The object with this uid was deleted.
+    Deleted { uid: Option<String> },
 }
 
 impl WrittenObjects {
-    /// Remembers `written`, the object a write to `before` returned.
-    pub(super) fn record(&self, before: &DynamicObject, written: DynamicObject) {
-        let Some(uid) = written.uid() else { return };
+    /// Remembers `written`, what a write returned; `before` is the object
+    /// as it was, if it existed.
+    pub(super) fn record(&self, before: Option<&DynamicObject>, written: DynamicObject) {
         self.lock().insert(
-            uid,
-            Written {
-                before: before.resource_version(),
+            key(&written),
+            Written::Applied {
+                before: before.and_then(ResourceExt::resource_version),
                 object: Arc::new(written),
             },
         );
     }
 
-    /// The newer of `cached` and what this controller last wrote to it.
-    pub(super) fn fresher(&self, cached: Arc<DynamicObject>) -> Arc<DynamicObject> {
-        let Some(uid) = cached.uid() else {
-            return cached;
-        };
+    /// Remembers that `object` was deleted.
+    pub(super) fn record_deleted(&self, object: &DynamicObject) {
+        self.lock()
+            .insert(key(object), Written::Deleted { uid: object.uid() });
+    }
+
+    /// `cached` as this controller last left it: the object its write
+    /// returned when the cache is older, `None` when it deleted it.
+    pub(super) fn overlay(&self, cached: Arc<DynamicObject>) -> Option<Arc<DynamicObject>> {
+        let key = key(&cached);
         let mut pending = self.lock();
-        match pending.get(&uid) {
-            Some(written) if is_older(&cached, written) => Arc::clone(&written.object),
-            Some(_) => {
-                pending.remove(&uid);
-                cached
+        match pending.get(&key) {
+            Some(Written::Applied { before, object }) if is_older(&cached, before, object) => {
+                Some(Arc::clone(object))
             }
-            None => cached,
+            Some(Written::Deleted { uid }) if *uid == cached.uid() => None,
+            Some(_) => {
+                pending.remove(&key);
+                Some(cached)
+            }
+            None => Some(cached),
         }
     }
 
-    /// Forgets writes the watch has delivered, and deleted objects: keeps
-    /// the record as small as the watch's lag.
+    /// Objects this controller created that the cache does not hold yet and
+    /// that `wanted` selects; `cached` says whether the cache holds a key.
+    pub(super) fn created(
+        &self,
+        wanted: impl Fn(&DynamicObject) -> bool,
+        cached: impl Fn(&DynamicObject) -> bool,
+    ) -> Vec<Arc<DynamicObject>> {
+        self.lock()
+            .values()
+            .filter_map(|written| match written {
+                Written::Applied { object, .. } if wanted(object) && !cached(object) => {
+                    Some(Arc::clone(object))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Forgets what the watch has now delivered: keeps the record as small
+    /// as the watch's lag.
     pub(super) fn observe(&self, event: &watcher::Event<DynamicObject>) {
         match event {
             watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
-                let Some(uid) = object.uid() else { return };
+                let key = key(object);
                 let mut pending = self.lock();
-                if pending
-                    .get(&uid)
-                    .is_some_and(|written| !is_older(object, written))
-                {
-                    pending.remove(&uid);
+                let caught_up = match pending.get(&key) {
+                    Some(Written::Applied {
+                        before,
+                        object: written,
+                    }) => !is_older(object, before, written),
+                    // Still terminating (finalizers): keep hiding it.
+                    Some(Written::Deleted { uid }) => *uid != object.uid(),
+                    None => false,
+                };
+                if caught_up {
+                    pending.remove(&key);
                 }
             }
             watcher::Event::Delete(object) => {
-                if let Some(uid) = object.uid() {
-                    self.lock().remove(&uid);
-                }
+                self.lock().remove(&key(object));
             }
             watcher::Event::Init | watcher::Event::InitDone => {}
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Written>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Written>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Whether `cached` predates `written`. Resource versions are compared as
-/// the integers the API server issues (etcd revisions); should one not be
-/// an integer, only the exact version before the write counts as older.
-fn is_older(cached: &DynamicObject, written: &Written) -> bool {
+/// Whether `cached` predates `written`, the object a write to the version
+/// `before` returned. Resource versions are compared as the integers the
+/// API server issues (etcd revisions); should one not be an integer, only
+/// the exact version before the write counts as older.
+fn is_older(cached: &DynamicObject, before: &Option<String>, written: &DynamicObject) -> bool {
     let cached_version = cached.resource_version();
     let parse = |v: &Option<String>| v.as_deref().and_then(|v| v.parse::<u64>().ok());
-    match (
-        parse(&cached_version),
-        parse(&written.object.resource_version()),
-    ) {
+    if cached.uid() != written.uid() {
+        // Another incarnation of the name: the one with the later version wins.
+        return parse(&cached_version) < parse(&written.resource_version());
+    }
+    match (parse(&cached_version), parse(&written.resource_version())) {
         (Some(cached), Some(written)) => cached < written,
-        _ => cached_version.is_some() && cached_version == written.before,
+        _ => cached_version.is_some() && cached_version == *before,
     }
 }
 
@@ -108,12 +150,13 @@ mod tests {
     use super::*;
     use kube::api::ObjectMeta;
 
-    fn object(version: &str, phase: &str) -> DynamicObject {
+    fn object(name: &str, uid: &str, version: &str, phase: &str) -> DynamicObject {
         DynamicObject {
             types: None,
             metadata: ObjectMeta {
-                name: Some("a".into()),
-                uid: Some("uid-a".into()),
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                uid: Some(uid.into()),
                 resource_version: Some(version.into()),
                 ..ObjectMeta::default()
             },
@@ -121,62 +164,91 @@ mod tests {
         }
     }
 
+    fn a(version: &str, phase: &str) -> DynamicObject {
+        object("a", "uid-a", version, phase)
+    }
+
     fn phase(object: &DynamicObject) -> &str {
         object.data["status"]["phase"].as_str().unwrap()
+    }
+
+    fn seen(written: &WrittenObjects, cached: DynamicObject) -> Option<String> {
+        written
+            .overlay(Arc::new(cached))
+            .map(|o| phase(&o).to_owned())
     }
 
     #[test]
     fn a_cached_copy_older_than_the_write_is_replaced_by_the_written_object() {
         let written = WrittenObjects::default();
-        let before = object("10", "old");
-        written.record(&before, object("11", "new"));
-        assert_eq!(phase(&written.fresher(Arc::new(before))), "new");
+        let before = a("10", "old");
+        written.record(Some(&before), a("11", "new"));
+        assert_eq!(seen(&written, before).as_deref(), Some("new"));
         // Still stale on the next look: still replaced.
-        assert_eq!(
-            phase(&written.fresher(Arc::new(object("10", "old")))),
-            "new"
-        );
+        assert_eq!(seen(&written, a("10", "old")).as_deref(), Some("new"));
     }
 
     #[test]
     fn a_cache_that_caught_up_or_moved_on_wins_and_the_record_is_dropped() {
         let written = WrittenObjects::default();
-        written.record(&object("10", "old"), object("11", "new"));
-        assert_eq!(
-            phase(&written.fresher(Arc::new(object("12", "later")))),
-            "later"
-        );
+        written.record(Some(&a("10", "old")), a("11", "new"));
+        assert_eq!(seen(&written, a("12", "later")).as_deref(), Some("later"));
         // The record is gone: even an old copy is now taken as it is.
-        assert_eq!(
-            phase(&written.fresher(Arc::new(object("10", "old")))),
-            "old"
-        );
+        assert_eq!(seen(&written, a("10", "old")).as_deref(), Some("old"));
     }
 
     #[test]
     fn watch_events_that_deliver_the_write_clear_the_record() {
         let written = WrittenObjects::default();
-        written.record(&object("10", "old"), object("11", "new"));
-        written.observe(&watcher::Event::Apply(object("10", "old")));
+        written.record(Some(&a("10", "old")), a("11", "new"));
+        written.observe(&watcher::Event::Apply(a("10", "old")));
         assert_eq!(written.lock().len(), 1, "an older event keeps it");
-        written.observe(&watcher::Event::Apply(object("11", "new")));
+        written.observe(&watcher::Event::Apply(a("11", "new")));
         assert!(written.lock().is_empty());
-        written.record(&object("11", "new"), object("12", "newer"));
-        written.observe(&watcher::Event::Delete(object("11", "new")));
+        written.record(Some(&a("11", "new")), a("12", "newer"));
+        written.observe(&watcher::Event::Delete(a("11", "new")));
         assert!(written.lock().is_empty(), "a deleted object is forgotten");
     }
 
     #[test]
     fn opaque_versions_count_as_older_only_when_they_are_the_version_before_the_write() {
         let written = WrittenObjects::default();
-        written.record(&object("a1", "old"), object("b2", "new"));
-        assert_eq!(
-            phase(&written.fresher(Arc::new(object("a1", "old")))),
-            "new"
+        written.record(Some(&a("a1", "old")), a("b2", "new"));
+        assert_eq!(seen(&written, a("a1", "old")).as_deref(), Some("new"));
+        assert_eq!(seen(&written, a("c3", "other")).as_deref(), Some("other"));
+    }
+
+    #[test]
+    fn a_created_object_shows_until_the_cache_holds_it() {
+        let written = WrittenObjects::default();
+        written.record(None, object("b", "uid-b", "20", "created"));
+        let wanted = |o: &DynamicObject| o.name_any() == "b";
+        assert_eq!(written.created(wanted, |_| false).len(), 1);
+        assert!(
+            written.created(wanted, |_| true).is_empty(),
+            "cached: not twice"
         );
+        assert!(written.created(|_| false, |_| false).is_empty());
+        written.observe(&watcher::Event::Apply(object(
+            "b", "uid-b", "20", "created",
+        )));
+        assert!(written.created(wanted, |_| false).is_empty());
+    }
+
+    #[test]
+    fn a_deleted_object_stays_hidden_while_it_terminates_and_a_new_one_shows() {
+        let written = WrittenObjects::default();
+        written.record_deleted(&a("10", "old"));
+        assert_eq!(seen(&written, a("10", "old")), None);
+        written.observe(&watcher::Event::Apply(a("11", "terminating")));
+        assert_eq!(seen(&written, a("11", "terminating")), None);
+        // The name comes back as another object: it shows.
         assert_eq!(
-            phase(&written.fresher(Arc::new(object("c3", "other")))),
-            "other"
+            seen(&written, object("a", "uid-a2", "30", "reborn")).as_deref(),
+            Some("reborn")
         );
+        written.record_deleted(&a("40", "again"));
+        written.observe(&watcher::Event::Delete(a("40", "again")));
+        assert!(written.lock().is_empty());
     }
 }

@@ -3,6 +3,7 @@
 //! and carries it out (SQL, server-side apply of children, pruning, status,
 //! events, finalizer).
 
+mod cache;
 mod fresh;
 mod grants;
 mod live;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
@@ -24,6 +25,7 @@ use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
+pub use cache::NotSynced;
 pub use grants::{EffectiveGrants, Refusal, check_decision, kind_of};
 pub use live::{BindingPublisher, LiveBinding, channel};
 pub use services::{KindResolver, KubeServices};
@@ -124,6 +126,9 @@ pub enum ReconcileError {
     /// Adding or removing the finalizer failed.
     #[error("finalizer handling failed: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<ReconcileError>>),
+    /// A watch cache the reconcile reads from has not synced.
+    #[error(transparent)]
+    Cache(#[from] NotSynced),
 }
 
 impl ReconcileError {
@@ -136,6 +141,7 @@ impl ReconcileError {
             Self::Sql(_) => "ServerUnavailable",
             Self::Kube { .. } => "KubernetesApiError",
             Self::Finalizer(_) => "FinalizerError",
+            Self::Cache(_) => "CacheNotSynced",
         }
     }
 }
@@ -167,14 +173,23 @@ struct Context {
     binding: PluginBinding,
     target: ApiResource,
     target_namespaced: bool,
-    children: Vec<(ObjectKind, ApiResource, bool)>,
-    kinds: Arc<KindResolver>,
+    children: Vec<ChildKind>,
+    reads: Arc<cache::ReadCaches>,
     recorder: Recorder,
     failures: Arc<Mutex<HashMap<String, u32>>>,
     written: fresh::WrittenObjects,
     settings: Settings,
     metrics: Arc<Metrics>,
     servers: Arc<ServerDirectory>,
+}
+
+/// A kind of children the plugin declares, and the cache of its children.
+#[derive(Clone)]
+struct ChildKind {
+    kind: ObjectKind,
+    resource: ApiResource,
+    namespaced: bool,
+    cache: cache::KindCache,
 }
 
 /// Runs the controller of one bound plugin until `shutdown` resolves;
@@ -192,21 +207,45 @@ pub async fn run(
     servers: Arc<ServerDirectory>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), ReconcileError> {
-    let kinds = Arc::new(KindResolver::default());
+    let kinds = KindResolver::default();
     let binding = live.current();
     let description = binding.plugin.description().clone();
     let (target, target_namespaced) = kinds
         .resolve(&client, &description.target)
         .await
         .map_err(kube_error("discovering the target kind"))?;
+    let plugin_name = description.name.clone();
+    // One watch cache per kind the plugin writes or reads: the children of
+    // a kind it also reads are served from the cache of all its objects.
+    let grants = &binding.grants;
     let mut children = Vec::new();
-    for kind in &binding.grants.child_kinds {
+    let mut child_streams = Vec::new();
+    let mut read_caches = HashMap::new();
+    let mut read_streams = Vec::new();
+    for kind in grants.child_kinds.union(&grants.read_kinds) {
         let (resource, namespaced) = kinds
             .resolve(&client, kind)
             .await
-            .map_err(kube_error("discovering a child kind"))?;
-        children.push((kind.clone(), resource, namespaced));
+            .map_err(kube_error("discovering a kind the plugin writes or reads"))?;
+        let reads = grants.read_kinds.contains(kind);
+        let (cache, stream) =
+            cache::KindCache::watch(&client, &resource, namespaced, &plugin_name, reads);
+        if reads {
+            read_caches.insert(kind.clone(), cache.clone());
+        }
+        if grants.child_kinds.contains(kind) {
+            child_streams.push((stream, resource.clone()));
+            children.push(ChildKind {
+                kind: kind.clone(),
+                resource,
+                namespaced,
+                cache,
+            });
+        } else {
+            read_streams.push(stream);
+        }
     }
+    let reads = Arc::new(cache::ReadCaches::new(read_caches, read_streams));
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -221,8 +260,6 @@ pub async fn run(
         tracing::warn!(plugin = %description.name, %error, "PostgreSQL servers are not known yet");
     }
     let concurrency = binding.concurrency;
-    let plugin_name = description.name.clone();
-    let child_selector = format!("{PLUGIN_LABEL}={plugin_name}");
 
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &target);
     let writer = Writer::new(target.clone());
@@ -233,24 +270,26 @@ pub async fn run(
     // must too: they carry requests such as a password rotation.
     let written = fresh::WrittenObjects::default();
     let observed = written.clone();
-    let trigger = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .inspect_ok(move |event| observed.observe(event))
-        .applied_objects()
-        .predicate_filter(
-            predicates::generation
-                .combine(predicates::finalizers)
-                .combine(predicates::annotations),
-            Default::default(),
-        );
+    let trigger = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).modify(cache::slim),
+    )
+    .default_backoff()
+    .inspect_ok(move |event| observed.observe(event))
+    .applied_objects()
+    .predicate_filter(
+        predicates::generation
+            .combine(predicates::finalizers)
+            .combine(predicates::annotations),
+        Default::default(),
+    );
     let mut controller = Controller::for_stream_with(trigger, reader, target.clone())
         .with_config(ControllerConfig::default().concurrency(concurrency));
-    for (_, resource, _) in &children {
-        controller = controller.owns_with(
-            Api::<DynamicObject>::all_with(client.clone(), resource),
-            resource.clone(),
-            watcher::Config::default().labels(&child_selector),
-        );
+    // Each child watch fills its cache and triggers the owner's reconcile:
+    // what a reconcile reads from the cache is at least as new as what
+    // triggered it.
+    for (stream, resource) in child_streams {
+        controller = controller.owns_stream_with(stream, resource);
     }
     let context = Context {
         client,
@@ -258,7 +297,7 @@ pub async fn run(
         target,
         target_namespaced,
         children,
-        kinds,
+        reads,
         recorder,
         failures: Arc::default(),
         written,
@@ -292,7 +331,7 @@ async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let started = std::time::Instant::now();
-    let object = ctx.written.fresher(object);
+    let object = ctx.written.overlay(Arc::clone(&object)).unwrap_or(object);
     let api = ctx.api_for(object.namespace().as_deref());
     let finalizer_name = ctx.binding.finalizer();
     let result = finalizer(&api, &finalizer_name, object.clone(), |event| async {
@@ -392,8 +431,7 @@ impl Context {
     fn call_context(&self, servers: &BTreeSet<String>) -> CallContext {
         CallContext {
             services: Arc::new(KubeServices {
-                client: self.client.clone(),
-                kinds: Arc::clone(&self.kinds),
+                reads: Arc::clone(&self.reads),
                 servers: Arc::clone(&self.servers),
             }),
             grants: Arc::new(self.binding.grants.for_call(servers.clone())),
@@ -414,24 +452,23 @@ impl Context {
         self.binding.plugin.description().name.clone()
     }
 
-    /// The children of `object` that exist now, by kind.
+    /// The children of `object`, by the index of their kind, from the
+    /// caches (with this controller's own writes).
     async fn existing_children(
         &self,
         object: &DynamicObject,
-    ) -> Result<Vec<(usize, DynamicObject)>, ReconcileError> {
+    ) -> Result<Vec<(usize, Arc<DynamicObject>)>, ReconcileError> {
         let uid = object.uid().unwrap_or_default();
-        let selector = format!(
-            "{OWNER_UID_LABEL}={uid},{PLUGIN_LABEL}={}",
-            self.plugin_name()
-        );
         let mut found = Vec::new();
-        for (index, (_, resource, namespaced)) in self.children.iter().enumerate() {
-            let api = self.child_api(resource, *namespaced, object.namespace().as_deref());
-            let list = api
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .map_err(kube_error("listing children"))?;
-            found.extend(list.items.into_iter().map(|c| (index, c)));
+        for (index, child) in self.children.iter().enumerate() {
+            child.cache.synced().await?;
+            found.extend(
+                child
+                    .cache
+                    .children_of(&uid)
+                    .into_iter()
+                    .map(|c| (index, c)),
+            );
         }
         Ok(found)
     }
@@ -439,14 +476,14 @@ impl Context {
     fn input(
         &self,
         object: &DynamicObject,
-        children: &[(usize, DynamicObject)],
+        children: &[(usize, Arc<DynamicObject>)],
         servers: &BTreeSet<String>,
     ) -> ReconcileInput {
         ReconcileInput {
             object: serde_json::to_value(object).unwrap_or(Value::Null),
             children: children
                 .iter()
-                .map(|(_, c)| serde_json::to_value(c).unwrap_or(Value::Null))
+                .map(|(_, c)| serde_json::to_value(&**c).unwrap_or(Value::Null))
                 .collect(),
             settings: self.binding.settings.clone(),
             servers: servers.iter().cloned().collect(),
@@ -490,6 +527,7 @@ impl Context {
 
     async fn apply(&self, object: &DynamicObject) -> Result<Action, ReconcileError> {
         let children = self.existing_children(object).await?;
+        self.reads.synced().await?;
         let servers = self.servers_for(object);
         let input = self.input(object, &children, &servers);
         let timer = self
@@ -520,6 +558,7 @@ impl Context {
 
     async fn cleanup(&self, object: &DynamicObject) -> Result<Action, ReconcileError> {
         let children = self.existing_children(object).await?;
+        self.reads.synced().await?;
         let servers = self.servers_for(object);
         let input = self.input(object, &children, &servers);
         let timer = self
@@ -556,7 +595,7 @@ impl Context {
         &self,
         owner: &DynamicObject,
         decision: &Decision,
-        existing: &[(usize, DynamicObject)],
+        existing: &[(usize, Arc<DynamicObject>)],
     ) -> Result<(), ReconcileError> {
         let manager = self.binding.field_manager();
         let owner_reference = json!({
@@ -570,8 +609,7 @@ impl Context {
         let mut wanted: BTreeSet<(ObjectKind, String)> = BTreeSet::new();
         for child in &decision.children {
             let kind = kind_of(child);
-            let Some((_, resource, namespaced)) = self.children.iter().find(|(k, ..)| *k == kind)
-            else {
+            let Some(child_kind) = self.children.iter().find(|c| c.kind == kind) else {
                 continue; // unreachable: check_decision refused ungranted kinds
             };
             let mut child = child.clone();
@@ -582,7 +620,7 @@ impl Context {
             let metadata = child["metadata"]
                 .as_object_mut()
                 .expect("checked by the runtime");
-            if *namespaced {
+            if child_kind.namespaced {
                 metadata.insert("namespace".into(), json!(owner.namespace()));
             }
             let labels = metadata.entry("labels").or_insert_with(|| json!({}));
@@ -594,33 +632,55 @@ impl Context {
             // `self.children`: compare that rather than re-serializing each.
             let current = existing
                 .iter()
-                .find(|(i, c)| self.children[*i].0 == kind && c.name_any() == name);
-            if let Some((_, current)) = current
-                && is_subset(&child, &serde_json::to_value(current).unwrap_or_default())
+                .find(|(i, c)| self.children[*i].kind == kind && c.name_any() == name)
+                .map(|(_, c)| c);
+            if let Some(current) = current
+                && is_subset(
+                    &child,
+                    &serde_json::to_value(&**current).unwrap_or_default(),
+                )
             {
                 continue;
             }
-            let api = self.child_api(resource, *namespaced, owner.namespace().as_deref());
-            api.patch(
-                &name,
-                &PatchParams::apply(&manager).force(),
-                &Patch::Apply(&child),
-            )
-            .await
-            .map_err(kube_error("applying a child"))?;
+            let api = self.child_api(
+                &child_kind.resource,
+                child_kind.namespaced,
+                owner.namespace().as_deref(),
+            );
+            let written = api
+                .patch(
+                    &name,
+                    &PatchParams::apply(&manager).force(),
+                    &Patch::Apply(&child),
+                )
+                .await
+                .map_err(kube_error("applying a child"))?;
+            child_kind.cache.applied(current.map(|c| &**c), written);
             self.metrics
                 .record_write(&self.plugin_name(), WriteVerb::Apply);
             tracing::info!(kind = %kind, child = %name, "applied child");
         }
         for (index, child) in existing {
-            let (kind, resource, namespaced) = &self.children[*index];
+            let child_kind = &self.children[*index];
+            let kind = &child_kind.kind;
             if wanted.contains(&(kind.clone(), child.name_any())) {
                 continue;
             }
-            let api = self.child_api(resource, *namespaced, child.namespace().as_deref());
-            api.delete(&child.name_any(), &DeleteParams::background())
+            let api = self.child_api(
+                &child_kind.resource,
+                child_kind.namespaced,
+                child.namespace().as_deref(),
+            );
+            match api
+                .delete(&child.name_any(), &DeleteParams::background())
                 .await
-                .map_err(kube_error("deleting a child"))?;
+            {
+                Ok(_) => {}
+                // Gone already (deleted by hand, or garbage-collected).
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => return Err(kube_error("deleting a child")(error)),
+            }
+            child_kind.cache.deleted(child);
             self.metrics
                 .record_write(&self.plugin_name(), WriteVerb::Delete);
             tracing::info!(kind = %kind, child = %child.name_any(), "deleted child no longer desired");
@@ -664,7 +724,7 @@ impl Context {
             "kind": self.target.kind,
             "status": status,
         });
-        let written = self
+        let mut written = self
             .api_for(object.namespace().as_deref())
             .patch_status(
                 &object.name_any(),
@@ -673,7 +733,8 @@ impl Context {
             )
             .await
             .map_err(kube_error("writing status"))?;
-        self.written.record(object, written);
+        cache::slim(&mut written);
+        self.written.record(Some(object), written);
         self.metrics
             .record_write(&self.plugin_name(), WriteVerb::Status);
         Ok(())
@@ -712,8 +773,9 @@ impl Context {
                 )
                 .await
             {
-                Ok(written) => {
-                    self.written.record(object, written);
+                Ok(mut written) => {
+                    cache::slim(&mut written);
+                    self.written.record(Some(object), written);
                     self.metrics
                         .record_write(&self.plugin_name(), WriteVerb::Status);
                 }

@@ -1,4 +1,4 @@
-//! Serves plugins' reads from the Kubernetes API, and resolves kinds to API
+//! Serves plugins' reads from the watch caches, and resolves kinds to API
 //! resources once.
 
 use std::collections::HashMap;
@@ -6,11 +6,12 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::DynamicObject;
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use serde_json::Value;
 
+use super::cache::ReadCaches;
 use crate::runtime::{HostServices, ObjectKind, QueryResult, SqlValue};
 use crate::servers::ServerDirectory;
 
@@ -48,38 +49,23 @@ impl KindResolver {
             .insert(kind.clone(), found.clone());
         Ok(found)
     }
-
-    /// An `Api` for a kind, in `namespace` when it is namespaced.
-    ///
-    /// # Errors
-    /// As for [`KindResolver::resolve`].
-    pub async fn api(
-        &self,
-        client: &Client,
-        kind: &ObjectKind,
-        namespace: Option<&str>,
-    ) -> Result<Api<DynamicObject>, kube::Error> {
-        let (resource, namespaced) = self.resolve(client, kind).await?;
-        Ok(match (namespaced, namespace) {
-            (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource),
-            (true, None) => Api::all_with(client.clone(), &resource),
-            (false, _) => Api::all_with(client.clone(), &resource),
-        })
-    }
 }
 
-/// Plugin reads served by the API server (grants were checked by the runtime).
+/// Plugin reads served from the controller's watch caches (grants were
+/// checked by the runtime), and queries from the server directory.
 pub struct KubeServices {
-    /// The client.
-    pub client: Client,
-    /// Shared kind resolution.
-    pub kinds: std::sync::Arc<KindResolver>,
+    /// The caches of the kinds the plugin may read.
+    pub(super) reads: std::sync::Arc<ReadCaches>,
     /// The PostgreSQL servers.
     pub servers: std::sync::Arc<ServerDirectory>,
 }
 
-fn read_error(kind: &ObjectKind, error: &kube::Error) -> String {
+fn read_error(kind: &ObjectKind, error: impl std::fmt::Display) -> String {
     format!("reading {kind} failed: {error}")
+}
+
+fn to_json(object: &DynamicObject) -> Result<Value, String> {
+    serde_json::to_value(object).map_err(|e| e.to_string())
 }
 
 #[async_trait]
@@ -90,14 +76,10 @@ impl HostServices for KubeServices {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<Value>, String> {
-        let api = self
-            .kinds
-            .api(&self.client, kind, namespace)
-            .await
-            .map_err(|e| read_error(kind, &e))?;
-        let object = api.get_opt(name).await.map_err(|e| read_error(kind, &e))?;
-        object
-            .map(|o| serde_json::to_value(o).map_err(|e| e.to_string()))
+        self.reads
+            .get(kind, namespace, name)
+            .map_err(|e| read_error(kind, e))?
+            .map(|object| to_json(&object))
             .transpose()
     }
 
@@ -107,16 +89,11 @@ impl HostServices for KubeServices {
         namespace: Option<&str>,
         label_selector: &str,
     ) -> Result<Vec<Value>, String> {
-        let api = self
-            .kinds
-            .api(&self.client, kind, namespace)
-            .await
-            .map_err(|e| read_error(kind, &e))?;
-        let params = ListParams::default().labels(label_selector);
-        let list = api.list(&params).await.map_err(|e| read_error(kind, &e))?;
-        list.items
-            .into_iter()
-            .map(|o| serde_json::to_value(o).map_err(|e| e.to_string()))
+        self.reads
+            .list(kind, namespace, label_selector)
+            .map_err(|e| read_error(kind, e))?
+            .iter()
+            .map(|object| to_json(object))
             .collect()
     }
 

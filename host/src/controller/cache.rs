@@ -1,0 +1,500 @@
+//! Watch caches a controller reads from instead of the API server: one per
+//! kind, serving the children of each declared kind (indexed by owner) and
+//! the plugin's reads. A reconcile then costs no API call unless it writes.
+//!
+//! kube-runtime's reflector keeps each store; the host adds what the store
+//! lacks: an index of children by owner, and read-your-writes
+//! ([`WrittenObjects`]) so a reconcile sees the children it just applied or
+//! deleted even before the watch delivers them. Cached objects carry no
+//! `managedFields`: nothing here reads them, and they are often half an
+//! object's size.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt, TryStreamExt};
+use kube::api::{Api, DynamicObject};
+use kube::discovery::ApiResource;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use wasm_operator_sdk::{LabelSelector, SelectorError};
+
+use super::fresh::WrittenObjects;
+use super::{OWNER_UID_LABEL, PLUGIN_LABEL};
+use crate::runtime::ObjectKind;
+
+/// How long a controller waits for a cache's first list before it reports
+/// the kind as unavailable.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A cache that never finished its first list.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the watch cache of {kind} did not sync within {SYNC_TIMEOUT:?}; check that the API server serves the kind and that the operator may list and watch it"
+)]
+pub struct NotSynced {
+    /// `apiVersion/kind` of the cache.
+    pub kind: String,
+}
+
+/// A read a cache cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReadError {
+    /// The kind is not cached (not granted, which the runtime checks first).
+    #[error("{0} is not cached for this plugin")]
+    NotCached(ObjectKind),
+    /// The label selector does not parse.
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
+}
+
+/// Drops what no reader needs before an object is cached.
+pub(super) fn slim(object: &mut DynamicObject) {
+    object.managed_fields_mut().clear();
+}
+
+/// `(namespace, name)`: how objects are told apart within one kind.
+type Name = (Option<String>, String);
+
+fn name_of(object: &DynamicObject) -> Name {
+    (object.namespace(), object.name_any())
+}
+
+/// The objects of one kind: all of them when the plugin reads the kind,
+/// else only the children of this plugin (selected by [`PLUGIN_LABEL`]).
+#[derive(Clone)]
+pub(super) struct KindCache {
+    resource: ApiResource,
+    namespaced: bool,
+    plugin: Arc<str>,
+    store: Store<DynamicObject>,
+    index: Arc<Mutex<OwnerIndex>>,
+    written: WrittenObjects,
+}
+
+/// The watch stream that fills a [`KindCache`], yielding every object it
+/// touches; something must poll it for the cache to stay current.
+pub(super) type CacheStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<DynamicObject, watcher::Error>> + Send>>;
+
+impl KindCache {
+    /// A cache of `resource` objects and the stream that fills it. With
+    /// `all`, every object of the kind is cached (the plugin reads the kind);
+    /// without, only `plugin`'s children.
+    pub(super) fn watch(
+        client: &Client,
+        resource: &ApiResource,
+        namespaced: bool,
+        plugin: &str,
+        all: bool,
+    ) -> (Self, CacheStream) {
+        let writer = reflector::store::Writer::new(resource.clone());
+        let cache = Self {
+            resource: resource.clone(),
+            namespaced,
+            plugin: plugin.into(),
+            store: writer.as_reader(),
+            index: Arc::default(),
+            written: WrittenObjects::default(),
+        };
+        let mut config = watcher::Config::default();
+        if !all {
+            config = config.labels(&format!("{PLUGIN_LABEL}={plugin}"));
+        }
+        let observer = cache.clone();
+        let api = Api::<DynamicObject>::all_with(client.clone(), resource);
+        let stream = reflector::reflector(writer, watcher(api, config).modify(slim))
+            .default_backoff()
+            .inspect_ok(move |event| observer.observe(event))
+            .touched_objects()
+            .boxed();
+        (cache, stream)
+    }
+
+    fn kind(&self) -> String {
+        format!("{}/{}", self.resource.api_version, self.resource.kind)
+    }
+
+    fn observe(&self, event: &watcher::Event<DynamicObject>) {
+        self.written.observe(event);
+        self.index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(event);
+    }
+
+    /// Waits for the first list: until then the cache would report objects
+    /// missing that exist.
+    pub(super) async fn synced(&self) -> Result<(), NotSynced> {
+        tokio::time::timeout(SYNC_TIMEOUT, self.store.wait_until_ready())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| NotSynced { kind: self.kind() })
+    }
+
+    fn key(&self, (namespace, name): &Name) -> ObjectRef<DynamicObject> {
+        let key = ObjectRef::new_with(name, self.resource.clone());
+        match namespace {
+            Some(namespace) if self.namespaced => key.within(namespace),
+            _ => key,
+        }
+    }
+
+    /// This plugin's children of the owner with `uid`, as this controller
+    /// last left them.
+    pub(super) fn children_of(&self, uid: &str) -> Vec<Arc<DynamicObject>> {
+        let names: Vec<Name> = self
+            .index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .current
+            .get(uid)
+            .map(|names| names.iter().cloned().collect())
+            .unwrap_or_default();
+        let owned = |object: &DynamicObject| {
+            let labels = object.labels();
+            labels.get(OWNER_UID_LABEL).is_some_and(|o| o == uid)
+                && labels
+                    .get(PLUGIN_LABEL)
+                    .is_some_and(|p| **p == *self.plugin)
+        };
+        let mut children: Vec<Arc<DynamicObject>> = names
+            .iter()
+            .filter_map(|name| self.store.get(&self.key(name)))
+            .filter(|object| owned(object))
+            .filter_map(|object| self.written.overlay(object))
+            .collect();
+        let cached = |object: &DynamicObject| self.store.get(&self.key(&name_of(object))).is_some();
+        children.extend(self.written.created(owned, cached));
+        children
+    }
+
+    /// Records a child as the apply that wrote it returned.
+    pub(super) fn applied(&self, before: Option<&DynamicObject>, mut written: DynamicObject) {
+        slim(&mut written);
+        self.written.record(before, written);
+    }
+
+    /// Records a child as deleted.
+    pub(super) fn deleted(&self, child: &DynamicObject) {
+        self.written.record_deleted(child);
+    }
+
+    /// The cached object `namespace/name`.
+    pub(super) fn get(&self, namespace: Option<&str>, name: &str) -> Option<Arc<DynamicObject>> {
+        self.store
+            .get(&self.key(&(namespace.map(str::to_owned), name.to_owned())))
+    }
+
+    /// The cached objects (in `namespace`, when given) that `selector`
+    /// selects, in the order the API lists them.
+    pub(super) fn list(
+        &self,
+        namespace: Option<&str>,
+        selector: &str,
+    ) -> Result<Vec<Arc<DynamicObject>>, SelectorError> {
+        let selector = LabelSelector::parse(selector)?;
+        let in_namespace = |object: &DynamicObject| {
+            !self.namespaced
+                || namespace.is_none_or(|ns| object.metadata.namespace.as_deref() == Some(ns))
+        };
+        let mut found = self
+            .store
+            .state_filter(|object| in_namespace(object) && selector.matches(&labels(object)));
+        found.sort_by_key(|object| name_of(object));
+        Ok(found)
+    }
+}
+
+fn labels(object: &DynamicObject) -> BTreeMap<&str, &str> {
+    object
+        .labels()
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// Children by the uid of their owner (label [`OWNER_UID_LABEL`]), rebuilt
+/// alongside the store on every relist.
+#[derive(Default)]
+struct OwnerIndex {
+    current: Children,
+    relisting: Option<Children>,
+}
+
+type Children = HashMap<String, HashSet<Name>>;
+
+fn owner_of(object: &DynamicObject) -> Option<&String> {
+    object.metadata.labels.as_ref()?.get(OWNER_UID_LABEL)
+}
+
+fn insert(index: &mut Children, object: &DynamicObject) {
+    if let Some(owner) = owner_of(object) {
+        index
+            .entry(owner.clone())
+            .or_default()
+            .insert(name_of(object));
+    }
+}
+
+impl OwnerIndex {
+    fn observe(&mut self, event: &watcher::Event<DynamicObject>) {
+        match event {
+            watcher::Event::Init => self.relisting = Some(HashMap::new()),
+            watcher::Event::InitApply(object) => {
+                insert(self.relisting.get_or_insert_with(HashMap::new), object);
+            }
+            watcher::Event::InitDone => {
+                if let Some(index) = self.relisting.take() {
+                    self.current = index;
+                }
+            }
+            watcher::Event::Apply(object) => insert(&mut self.current, object),
+            watcher::Event::Delete(object) => {
+                if let Some(owner) = owner_of(object)
+                    && let Some(children) = self.current.get_mut(owner)
+                {
+                    children.remove(&name_of(object));
+                    if children.is_empty() {
+                        self.current.remove(owner);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The caches of the kinds a plugin reads, for its `kube.get` and
+/// `kube.list` calls. Watches of kinds that are not also child kinds (whose
+/// streams the controller polls) run on tasks of their own, for as long as
+/// this lives.
+pub(super) struct ReadCaches {
+    caches: HashMap<ObjectKind, KindCache>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ReadCaches {
+    /// Serves reads of `caches`; `streams` are the watches nobody else polls.
+    pub(super) fn new(caches: HashMap<ObjectKind, KindCache>, streams: Vec<CacheStream>) -> Self {
+        let tasks = streams
+            .into_iter()
+            .map(|stream| tokio::spawn(stream.for_each(|_| std::future::ready(()))))
+            .collect();
+        Self { caches, tasks }
+    }
+
+    /// Waits for the first list of every cache.
+    pub(super) async fn synced(&self) -> Result<(), NotSynced> {
+        for cache in self.caches.values() {
+            cache.synced().await?;
+        }
+        Ok(())
+    }
+
+    fn cache(&self, kind: &ObjectKind) -> Result<&KindCache, ReadError> {
+        self.caches
+            .get(kind)
+            .ok_or_else(|| ReadError::NotCached(kind.clone()))
+    }
+
+    /// The cached object `namespace/name` of `kind`.
+    pub(super) fn get(
+        &self,
+        kind: &ObjectKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Arc<DynamicObject>>, ReadError> {
+        Ok(self.cache(kind)?.get(namespace, name))
+    }
+
+    /// The cached objects of `kind` (in `namespace`, when given) that
+    /// `selector` selects.
+    pub(super) fn list(
+        &self,
+        kind: &ObjectKind,
+        namespace: Option<&str>,
+        selector: &str,
+    ) -> Result<Vec<Arc<DynamicObject>>, ReadError> {
+        Ok(self.cache(kind)?.list(namespace, selector)?)
+    }
+}
+
+impl Drop for ReadCaches {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ObjectMeta;
+    use kube::core::GroupVersionKind;
+    use reflector::store::Writer;
+
+    fn config_map(name: &str, namespace: &str, labels: &[(&str, &str)]) -> DynamicObject {
+        DynamicObject {
+            types: None,
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(namespace.into()),
+                uid: Some(format!("uid-{name}")),
+                resource_version: Some("1".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            data: serde_json::json!({"data": {"k": name}}),
+        }
+    }
+
+    fn child(name: &str, owner: &str, plugin: &str) -> DynamicObject {
+        config_map(
+            name,
+            "ns",
+            &[(OWNER_UID_LABEL, owner), (PLUGIN_LABEL, plugin)],
+        )
+    }
+
+    /// A cache of ConfigMaps for plugin `p`, fed by hand.
+    fn cache() -> (KindCache, Writer<DynamicObject>) {
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "ConfigMap"));
+        let writer = Writer::new(resource.clone());
+        let cache = KindCache {
+            resource,
+            namespaced: true,
+            plugin: "p".into(),
+            store: writer.as_reader(),
+            index: Arc::default(),
+            written: WrittenObjects::default(),
+        };
+        (cache, writer)
+    }
+
+    fn feed(
+        cache: &KindCache,
+        writer: &mut Writer<DynamicObject>,
+        events: Vec<watcher::Event<DynamicObject>>,
+    ) {
+        for event in events {
+            writer.apply_watcher_event(&event);
+            cache.observe(&event);
+        }
+    }
+
+    fn names(objects: &[Arc<DynamicObject>]) -> Vec<String> {
+        let mut names: Vec<String> = objects.iter().map(|o| o.name_any()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn children_are_found_by_owner_and_plugin_and_follow_watch_events() {
+        let (cache, mut writer) = cache();
+        feed(
+            &cache,
+            &mut writer,
+            vec![
+                watcher::Event::Init,
+                watcher::Event::InitApply(child("a", "owner-1", "p")),
+                watcher::Event::InitApply(child("b", "owner-1", "p")),
+                watcher::Event::InitApply(child("c", "owner-2", "p")),
+                watcher::Event::InitApply(child("other", "owner-1", "another-plugin")),
+                watcher::Event::InitApply(config_map("plain", "ns", &[])),
+                watcher::Event::InitDone,
+            ],
+        );
+        assert_eq!(names(&cache.children_of("owner-1")), ["a", "b"]);
+        assert_eq!(names(&cache.children_of("owner-2")), ["c"]);
+        feed(
+            &cache,
+            &mut writer,
+            vec![
+                watcher::Event::Delete(child("a", "owner-1", "p")),
+                watcher::Event::Apply(child("d", "owner-2", "p")),
+            ],
+        );
+        assert_eq!(names(&cache.children_of("owner-1")), ["b"]);
+        assert_eq!(names(&cache.children_of("owner-2")), ["c", "d"]);
+        // A relist replaces the index as it replaces the store.
+        feed(
+            &cache,
+            &mut writer,
+            vec![
+                watcher::Event::Init,
+                watcher::Event::InitApply(child("d", "owner-2", "p")),
+                watcher::Event::InitDone,
+            ],
+        );
+        assert!(cache.children_of("owner-1").is_empty());
+        assert_eq!(names(&cache.children_of("owner-2")), ["d"]);
+    }
+
+    #[test]
+    fn children_include_what_this_controller_applied_and_not_what_it_deleted() {
+        let (cache, mut writer) = cache();
+        feed(
+            &cache,
+            &mut writer,
+            vec![
+                watcher::Event::Init,
+                watcher::Event::InitApply(child("kept", "owner", "p")),
+                watcher::Event::InitApply(child("gone", "owner", "p")),
+                watcher::Event::InitDone,
+            ],
+        );
+        let mut new = child("new", "owner", "p");
+        new.metadata.resource_version = Some("5".into());
+        cache.applied(None, new);
+        cache.deleted(&child("gone", "owner", "p"));
+        assert_eq!(names(&cache.children_of("owner")), ["kept", "new"]);
+    }
+
+    #[test]
+    fn reads_get_by_namespace_and_name_and_list_by_selector_in_name_order() {
+        let (cache, mut writer) = cache();
+        feed(
+            &cache,
+            &mut writer,
+            vec![
+                watcher::Event::Init,
+                watcher::Event::InitApply(config_map("z", "ns", &[("app", "web")])),
+                watcher::Event::InitApply(config_map(
+                    "a",
+                    "ns",
+                    &[("app", "web"), ("tier", "cache")],
+                )),
+                watcher::Event::InitApply(config_map("m", "other", &[("app", "web")])),
+                watcher::Event::InitApply(config_map("db", "ns", &[("app", "db")])),
+                watcher::Event::InitDone,
+            ],
+        );
+        assert_eq!(cache.get(Some("ns"), "z").unwrap().name_any(), "z");
+        assert!(cache.get(Some("other"), "z").is_none());
+        let listed = |ns, selector| {
+            cache
+                .list(ns, selector)
+                .unwrap()
+                .iter()
+                .map(|o| format!("{}/{}", o.namespace().unwrap(), o.name_any()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(listed(Some("ns"), "app=web"), ["ns/a", "ns/z"]);
+        // Across namespaces: by namespace, then name (etcd key order).
+        assert_eq!(listed(None, "app=web,tier!=cache"), ["ns/z", "other/m"]);
+        assert_eq!(listed(Some("ns"), ""), ["ns/a", "ns/db", "ns/z"]);
+        assert!(
+            cache.list(None, "app in (web").is_err(),
+            "a bad selector is an error"
+        );
+    }
+}
