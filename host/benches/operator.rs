@@ -175,10 +175,12 @@ async fn noop(objects: usize) {
     let after = metric(&after_text, "wasm_operator_reconciles_total");
     // The restarted operator found everything converged: it writes nothing.
     let writes = metric(&after_text, "wasm_operator_writes_total") as u64;
+    // Overloaded on purpose: the queue shows the work waiting.
+    let depth = metric(&after_text, "wasm_operator_queue_depth") as u64;
     let rate = (after - before) / window.as_secs_f64();
     let rss = rss_mib(operator.pid());
     println!(
-        "noop/{objects:<6} converge {:>7.2} s | no-op reconciles {:>8.0} /s (target >= 2000) | RSS {:>6.1} MiB (target <= 150) | writes after restart {writes}",
+        "noop/{objects:<6} converge {:>7.2} s | no-op reconciles {:>8.0} /s (target >= 2000) | RSS {:>6.1} MiB (target <= 150) | queue depth {depth} | writes after restart {writes}",
         converged.as_secs_f64(),
         rate,
         rss

@@ -230,6 +230,7 @@ async fn a_greeting_gets_its_child_and_ready_status_updates_without_idle_writes_
         "wasm_operator_reconcile_duration_seconds",
         "wasm_operator_plugin_call_duration_seconds",
         "wasm_operator_writes_total",
+        "wasm_operator_queue_depth",
     ] {
         assert!(
             text.contains(series),

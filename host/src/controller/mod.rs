@@ -7,6 +7,7 @@ mod cache;
 mod fresh;
 mod grants;
 mod live;
+mod queue;
 mod services;
 
 use std::collections::{BTreeSet, HashMap};
@@ -178,6 +179,7 @@ struct Context {
     recorder: Recorder,
     failures: Arc<Mutex<HashMap<String, u32>>>,
     written: fresh::WrittenObjects,
+    queue: queue::Queue,
     settings: Settings,
     metrics: Arc<Metrics>,
     servers: Arc<ServerDirectory>,
@@ -270,25 +272,40 @@ pub async fn run(
     // must too: they carry requests such as a password rotation.
     let written = fresh::WrittenObjects::default();
     let observed = written.clone();
+    let queue = queue::Queue::default();
+    let (forgotten, triggered) = (queue.clone(), queue.clone());
     let trigger = reflector::reflector(
         writer,
         watcher(api, watcher::Config::default()).modify(cache::slim),
     )
     .default_backoff()
-    .inspect_ok(move |event| observed.observe(event))
+    .inspect_ok(move |event| {
+        observed.observe(event);
+        if let watcher::Event::Delete(object) = event {
+            forgotten.forget(&object.uid().unwrap_or_default());
+        }
+    })
     .applied_objects()
     .predicate_filter(
         predicates::generation
             .combine(predicates::finalizers)
             .combine(predicates::annotations),
         Default::default(),
-    );
+    )
+    .inspect_ok(move |object| triggered.triggered(&object.uid().unwrap_or_default()));
+    let swapped = (reader.clone(), queue.clone());
     let mut controller = Controller::for_stream_with(trigger, reader, target.clone())
         .with_config(ControllerConfig::default().concurrency(concurrency));
     // Each child watch fills its cache and triggers the owner's reconcile:
     // what a reconcile reads from the cache is at least as new as what
     // triggered it.
     for (stream, resource) in child_streams {
+        let queue = queue.clone();
+        let stream = stream.inspect_ok(move |child| {
+            if let Some(owner) = child.labels().get(OWNER_UID_LABEL) {
+                queue.triggered(owner);
+            }
+        });
         controller = controller.owns_stream_with(stream, resource);
     }
     let context = Context {
@@ -301,14 +318,31 @@ pub async fn run(
         recorder,
         failures: Arc::default(),
         written,
+        queue: queue.clone(),
         settings,
         metrics,
         servers,
     };
     let versions = live::Versions::new(context, &live);
     tracing::info!(plugin = %plugin_name, kind = %description.target, "controller started");
+    let depth = {
+        let (metrics, plugin) = (Arc::clone(&versions.context().metrics), plugin_name.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                metrics.set_queue_depth(&plugin, queue.depth());
+            }
+        })
+    };
+    let swaps = versions.swaps(live).inspect(move |()| {
+        let (objects, queue) = &swapped;
+        for object in objects.state() {
+            queue.triggered(&object.uid().unwrap_or_default());
+        }
+    });
     controller
-        .reconcile_all_on(versions.swaps(live))
+        .reconcile_all_on(swaps)
         .graceful_shutdown_on(shutdown)
         .run(
             |object, versions| versions.reconcile(object),
@@ -321,6 +355,7 @@ pub async fn run(
             }
         })
         .await;
+    depth.abort();
     tracing::info!(plugin = %plugin_name, "controller stopped");
     Ok(())
 }
@@ -331,6 +366,7 @@ async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let started = std::time::Instant::now();
+    ctx.queue.started(&object.uid().unwrap_or_default());
     let object = ctx.written.overlay(Arc::clone(&object)).unwrap_or(object);
     let api = ctx.api_for(object.namespace().as_deref());
     let finalizer_name = ctx.binding.finalizer();
@@ -390,6 +426,7 @@ fn error_policy(object: Arc<DynamicObject>, error: &ReconcileError, ctx: Arc<Con
         ReconcileError::Plugin { source, .. } if !source.is_retryable() => ctx.settings.resync,
         _ => backoff(*count),
     };
+    ctx.queue.requeued(&object.uid().unwrap_or_default(), delay);
     tracing::warn!(object = %object.name_any(), reason = error.reason(), %error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
     Action::requeue(delay)
 }
@@ -551,9 +588,10 @@ impl Context {
         self.apply_children(object, &decision, &children).await?;
         self.write_status(object, &decision).await?;
         self.publish(object, &decision.events).await;
-        Ok(decision
-            .requeue_after
-            .map_or_else(|| Action::requeue(self.settings.resync), Action::requeue))
+        let after = decision.requeue_after.unwrap_or(self.settings.resync);
+        self.queue
+            .requeued(&object.uid().unwrap_or_default(), after);
+        Ok(Action::requeue(after))
     }
 
     async fn cleanup(&self, object: &DynamicObject) -> Result<Action, ReconcileError> {
