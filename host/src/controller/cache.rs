@@ -391,6 +391,15 @@ mod tests {
         }
     }
 
+    /// Feeds a whole list, as a watch's first list or a relist brings it.
+    fn relist(cache: &KindCache, writer: &mut Writer<DynamicObject>, objects: Vec<DynamicObject>) {
+        let events = std::iter::once(watcher::Event::Init)
+            .chain(objects.into_iter().map(watcher::Event::InitApply))
+            .chain(std::iter::once(watcher::Event::InitDone))
+            .collect();
+        feed(cache, writer, events);
+    }
+
     fn names(objects: &[Arc<DynamicObject>]) -> Vec<String> {
         let mut names: Vec<String> = objects.iter().map(|o| o.name_any()).collect();
         names.sort();
@@ -400,17 +409,15 @@ mod tests {
     #[test]
     fn children_are_found_by_owner_and_plugin_and_follow_watch_events() {
         let (cache, mut writer) = cache();
-        feed(
+        relist(
             &cache,
             &mut writer,
             vec![
-                watcher::Event::Init,
-                watcher::Event::InitApply(child("a", "owner-1", "p")),
-                watcher::Event::InitApply(child("b", "owner-1", "p")),
-                watcher::Event::InitApply(child("c", "owner-2", "p")),
-                watcher::Event::InitApply(child("other", "owner-1", "another-plugin")),
-                watcher::Event::InitApply(config_map("plain", "ns", &[])),
-                watcher::Event::InitDone,
+                child("a", "owner-1", "p"),
+                child("b", "owner-1", "p"),
+                child("c", "owner-2", "p"),
+                child("other", "owner-1", "another-plugin"),
+                config_map("plain", "ns", &[]),
             ],
         );
         assert_eq!(names(&cache.children_of("owner-1")), ["a", "b"]);
@@ -426,15 +433,7 @@ mod tests {
         assert_eq!(names(&cache.children_of("owner-1")), ["b"]);
         assert_eq!(names(&cache.children_of("owner-2")), ["c", "d"]);
         // A relist replaces the index as it replaces the store.
-        feed(
-            &cache,
-            &mut writer,
-            vec![
-                watcher::Event::Init,
-                watcher::Event::InitApply(child("d", "owner-2", "p")),
-                watcher::Event::InitDone,
-            ],
-        );
+        relist(&cache, &mut writer, vec![child("d", "owner-2", "p")]);
         assert!(cache.children_of("owner-1").is_empty());
         assert_eq!(names(&cache.children_of("owner-2")), ["d"]);
     }
@@ -442,15 +441,10 @@ mod tests {
     #[test]
     fn children_include_what_this_controller_applied_and_not_what_it_deleted() {
         let (cache, mut writer) = cache();
-        feed(
+        relist(
             &cache,
             &mut writer,
-            vec![
-                watcher::Event::Init,
-                watcher::Event::InitApply(child("kept", "owner", "p")),
-                watcher::Event::InitApply(child("gone", "owner", "p")),
-                watcher::Event::InitDone,
-            ],
+            vec![child("kept", "owner", "p"), child("gone", "owner", "p")],
         );
         let mut new = child("new", "owner", "p");
         new.metadata.resource_version = Some("5".into());

@@ -269,22 +269,31 @@ async fn watch_replays_history_after_a_resource_version_and_expires_when_too_old
     );
 }
 
-#[tokio::test]
-async fn watch_lag_delays_live_events_of_one_resource_in_order_while_reads_are_current() {
-    let server = TestApiServer::start().await.expect("server starts");
-    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
-    let rv = cms
+/// A watch of `api` from its current resource version: only what happens next.
+async fn watch_from_now<K>(
+    api: &Api<K>,
+) -> futures::stream::BoxStream<'static, kube::Result<WatchEvent<K>>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let rv = api
         .list(&ListParams::default())
         .await
         .expect("list")
         .metadata
         .resource_version
         .expect("rv");
-    let mut stream = cms
-        .watch(&WatchParams::default(), &rv)
+    api.watch(&WatchParams::default(), &rv)
         .await
         .expect("watch")
-        .boxed();
+        .boxed()
+}
+
+#[tokio::test]
+async fn watch_lag_delays_live_events_of_one_resource_in_order_while_reads_are_current() {
+    let server = TestApiServer::start().await.expect("server starts");
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let mut stream = watch_from_now(&cms).await;
     let lag = Duration::from_millis(400);
     server.faults().set_watch_lag("configmaps", lag);
     let started = Instant::now();
@@ -304,18 +313,7 @@ async fn watch_lag_delays_live_events_of_one_resource_in_order_while_reads_are_c
     assert!(started.elapsed() >= lag, "{:?}", started.elapsed());
     // Other resources are not delayed.
     let secrets: Api<Secret> = Api::namespaced(server.client(), "default");
-    let rv = secrets
-        .list(&ListParams::default())
-        .await
-        .expect("list")
-        .metadata
-        .resource_version
-        .expect("rv");
-    let mut secret_events = secrets
-        .watch(&WatchParams::default(), &rv)
-        .await
-        .expect("watch")
-        .boxed();
+    let mut secret_events = watch_from_now(&secrets).await;
     let started = Instant::now();
     secrets
         .create(
