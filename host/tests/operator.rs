@@ -499,7 +499,7 @@ async fn a_plugin_trapping_on_one_object_keeps_reconciling_the_others() {
     cluster
         .bind(json!({"children": [{"version": "v1", "kind": "ConfigMap"}]}))
         .await;
-    let _operator = cluster.start_operator(&["--leader-election=false"]);
+    let operator = cluster.start_operator(&["--leader-election=false"]);
     let client = cluster.client();
     let api = greetings(&client, "default");
     create_greeting(&client, "trap-me", "Hello").await;
@@ -538,4 +538,12 @@ async fn a_plugin_trapping_on_one_object_keeps_reconciling_the_others() {
             .contains("hostile-selective traps on trap-me"),
         "{ready}"
     );
+    // The trap is counted by kind, and the failed reconcile by reason.
+    let text = scrape(&operator.http).await;
+    for series in [
+        r#"wasm_operator_plugin_traps_total{plugin="hostile-selective",kind="Panic"}"#,
+        r#"wasm_operator_reconcile_errors_total{plugin="hostile-selective",kind="Greeting",reason="Panic"}"#,
+    ] {
+        assert!(metric(&text, series) >= 1.0, "{series} missing:\n{text}");
+    }
 }
