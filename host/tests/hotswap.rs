@@ -487,11 +487,7 @@ async fn each_bad_version_is_refused_with_its_own_reason_while_v1_keeps_serving(
             "hostile-panic",
         ),
     ];
-    let events: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        "default",
-        &ApiResource::from_gvk(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event")),
-    );
+    let events = support::cluster::events(&client, "default");
     for (n, (what, bytes, reason, fragment)) in cases.iter().enumerate() {
         put_component(&client, KEY, bytes).await;
         let refused = digest(bytes);

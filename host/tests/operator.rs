@@ -355,11 +355,7 @@ async fn a_plugin_error_shows_in_status_and_events_and_clears_after_a_fix() {
         "{ready}"
     );
 
-    let events: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        "default",
-        &ApiResource::from_gvk(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event")),
-    );
+    let events = cluster::events(&client, "default");
     eventually("a Warning event", Duration::from_secs(20), || async {
         let list = events.list(&ListParams::default()).await.ok()?;
         list.items

@@ -382,16 +382,7 @@ async fn rotation(cluster: &Cluster) {
     connect(&later["uri"])
         .await
         .expect("the new password still works");
-    let events: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        APP_NS,
-        &kube::discovery::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
-            "events.k8s.io",
-            "v1",
-            "Event",
-        )),
-    );
-    let rotations: Vec<Value> = events
+    let rotations: Vec<Value> = support::cluster::events(client, APP_NS)
         .list(&Default::default())
         .await
         .unwrap()

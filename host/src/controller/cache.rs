@@ -10,7 +10,7 @@
 //! object's size.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -70,6 +70,8 @@ pub(super) struct KindCache {
     namespaced: bool,
     plugin: Arc<str>,
     store: Store<DynamicObject>,
+    /// Set once the first list is in: every reconcile checks it.
+    synced: Arc<OnceLock<()>>,
     index: Arc<Mutex<OwnerIndex>>,
     written: WrittenObjects,
 }
@@ -96,6 +98,7 @@ impl KindCache {
             namespaced,
             plugin: plugin.into(),
             store: writer.as_reader(),
+            synced: Arc::default(),
             index: Arc::default(),
             written: WrittenObjects::default(),
         };
@@ -128,11 +131,16 @@ impl KindCache {
     /// Waits for the first list: until then the cache would report objects
     /// missing that exist.
     pub(super) async fn synced(&self) -> Result<(), NotSynced> {
+        if self.synced.get().is_some() {
+            return Ok(());
+        }
         tokio::time::timeout(SYNC_TIMEOUT, self.store.wait_until_ready())
             .await
             .ok()
             .and_then(Result::ok)
-            .ok_or_else(|| NotSynced { kind: self.kind() })
+            .ok_or_else(|| NotSynced { kind: self.kind() })?;
+        let _ = self.synced.set(());
+        Ok(())
     }
 
     fn key(&self, (namespace, name): &Name) -> ObjectRef<DynamicObject> {
@@ -173,8 +181,7 @@ impl KindCache {
     }
 
     /// Records a child as the apply that wrote it returned.
-    pub(super) fn applied(&self, before: Option<&DynamicObject>, mut written: DynamicObject) {
-        slim(&mut written);
+    pub(super) fn applied(&self, before: Option<&DynamicObject>, written: DynamicObject) {
         self.written.record(before, written);
     }
 
@@ -374,6 +381,7 @@ mod tests {
             namespaced: true,
             plugin: "p".into(),
             store: writer.as_reader(),
+            synced: Arc::default(),
             index: Arc::default(),
             written: WrittenObjects::default(),
         };

@@ -16,6 +16,8 @@ use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::runtime::watcher;
 
+use super::cache::slim;
+
 /// Objects this controller wrote or deleted that its cache may not show
 /// yet, by namespace and name.
 #[derive(Debug, Default, Clone)]
@@ -42,9 +44,10 @@ enum Written {
 }
 
 impl WrittenObjects {
-    /// Remembers `written`, what a write returned; `before` is the object
-    /// as it was, if it existed.
-    pub(super) fn record(&self, before: Option<&DynamicObject>, written: DynamicObject) {
+    /// Remembers `written`, what a write returned, slimmed as the caches
+    /// keep objects; `before` is the object as it was, if it existed.
+    pub(super) fn record(&self, before: Option<&DynamicObject>, mut written: DynamicObject) {
+        slim(&mut written);
         self.lock().insert(
             key(&written),
             Written::Applied {

@@ -29,7 +29,8 @@ use serde_json::{Value, json};
 pub use cache::NotSynced;
 pub use grants::{EffectiveGrants, Refusal, check_decision, kind_of};
 pub use live::{BindingPublisher, LiveBinding, channel};
-pub use services::{KindResolver, KubeServices};
+pub use services::KubeServices;
+use services::resolve_kind;
 
 use crate::metrics::{Export, Metrics, Outcome, WriteVerb};
 use crate::runtime::{
@@ -209,11 +210,9 @@ pub async fn run(
     servers: Arc<ServerDirectory>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), ReconcileError> {
-    let kinds = KindResolver::default();
     let binding = live.current();
     let description = binding.plugin.description().clone();
-    let (target, target_namespaced) = kinds
-        .resolve(&client, &description.target)
+    let (target, target_namespaced) = resolve_kind(&client, &description.target)
         .await
         .map_err(kube_error("discovering the target kind"))?;
     let plugin_name = description.name.clone();
@@ -225,8 +224,7 @@ pub async fn run(
     let mut read_caches = HashMap::new();
     let mut read_streams = Vec::new();
     for kind in grants.child_kinds.union(&grants.read_kinds) {
-        let (resource, namespaced) = kinds
-            .resolve(&client, kind)
+        let (resource, namespaced) = resolve_kind(&client, kind)
             .await
             .map_err(kube_error("discovering a kind the plugin writes or reads"))?;
         let reads = grants.read_kinds.contains(kind);
@@ -293,7 +291,7 @@ pub async fn run(
         Default::default(),
     )
     .inspect_ok(move |object| triggered.triggered(&object.uid().unwrap_or_default()));
-    let swapped = (reader.clone(), queue.clone());
+    let (swapped, swap_queue) = (reader.clone(), queue.clone());
     let mut controller = Controller::for_stream_with(trigger, reader, target.clone())
         .with_config(ControllerConfig::default().concurrency(concurrency));
     // Each child watch fills its cache and triggers the owner's reconcile:
@@ -336,9 +334,8 @@ pub async fn run(
         })
     };
     let swaps = versions.swaps(live).inspect(move |()| {
-        let (objects, queue) = &swapped;
-        for object in objects.state() {
-            queue.triggered(&object.uid().unwrap_or_default());
+        for object in swapped.state() {
+            swap_queue.triggered(&object.uid().unwrap_or_default());
         }
     });
     controller
@@ -762,7 +759,7 @@ impl Context {
             "kind": self.target.kind,
             "status": status,
         });
-        let mut written = self
+        let written = self
             .api_for(object.namespace().as_deref())
             .patch_status(
                 &object.name_any(),
@@ -771,7 +768,6 @@ impl Context {
             )
             .await
             .map_err(kube_error("writing status"))?;
-        cache::slim(&mut written);
         self.written.record(Some(object), written);
         self.metrics
             .record_write(&self.plugin_name(), WriteVerb::Status);
@@ -811,8 +807,7 @@ impl Context {
                 )
                 .await
             {
-                Ok(mut written) => {
-                    cache::slim(&mut written);
+                Ok(written) => {
                     self.written.record(Some(object), written);
                     self.metrics
                         .record_write(&self.plugin_name(), WriteVerb::Status);

@@ -1,8 +1,5 @@
 //! Serves plugins' reads from the watch caches, and resolves kinds to API
-//! resources once.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! resources.
 
 use async_trait::async_trait;
 use kube::Client;
@@ -15,40 +12,18 @@ use super::cache::ReadCaches;
 use crate::runtime::{HostServices, ObjectKind, QueryResult, SqlValue};
 use crate::servers::ServerDirectory;
 
-/// Resolves kinds to API resources through discovery, caching the answers.
-#[derive(Default)]
-pub struct KindResolver {
-    known: Mutex<HashMap<ObjectKind, (ApiResource, bool)>>,
-}
-
-impl KindResolver {
-    /// The API resource of a kind and whether it is namespaced.
-    ///
-    /// # Errors
-    /// When the API server does not serve the kind.
-    pub async fn resolve(
-        &self,
-        client: &Client,
-        kind: &ObjectKind,
-    ) -> Result<(ApiResource, bool), kube::Error> {
-        if let Some(found) = self
-            .known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(kind)
-        {
-            return Ok(found.clone());
-        }
-        let gvk = GroupVersionKind::gvk(&kind.group, &kind.version, &kind.kind);
-        let (resource, caps): (ApiResource, ApiCapabilities) =
-            kube::discovery::pinned_kind(client, &gvk).await?;
-        let found = (resource, caps.scope == Scope::Namespaced);
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(kind.clone(), found.clone());
-        Ok(found)
-    }
+/// The API resource of a kind and whether it is namespaced, from discovery.
+///
+/// # Errors
+/// When the API server does not serve the kind.
+pub(super) async fn resolve_kind(
+    client: &Client,
+    kind: &ObjectKind,
+) -> Result<(ApiResource, bool), kube::Error> {
+    let gvk = GroupVersionKind::gvk(&kind.group, &kind.version, &kind.kind);
+    let (resource, caps): (ApiResource, ApiCapabilities) =
+        kube::discovery::pinned_kind(client, &gvk).await?;
+    Ok((resource, caps.scope == Scope::Namespaced))
 }
 
 /// Plugin reads served from the controller's watch caches (grants were

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 use test_apiserver::TestApiServer;
 
@@ -116,6 +117,15 @@ impl Cluster {
             http: format!("127.0.0.1:{port}"),
         }
     }
+}
+
+/// The `events.k8s.io/v1` Events of `namespace`, as the operator records them.
+pub fn events(client: &Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event")),
+    )
 }
 
 /// Polls until `check` returns `Some`, or fails the test after `limit`.
