@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::cluster::{Cluster, Operator, eventually};
+use support::cluster::{Cluster, Operator, eventually, metric, try_scrape};
 use support::pg_cluster;
 use test_postgres::PgServer;
 use tokio_postgres::NoTls;
@@ -22,6 +22,8 @@ const SERVER_NS: &str = "db";
 /// The seed's namespace.
 const APP_NS: &str = "infra";
 const WAIT: Duration = Duration::from_secs(60);
+/// How the tests run the operator: one replica, a resync every 2 s.
+const OPERATOR_ARGS: &[&str] = &["--leader-election=false", "--resync-seconds", "2"];
 
 fn api(client: &Client, ns: &str, k: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &pg_cluster::resource(k))
@@ -138,7 +140,7 @@ async fn start(pg: &PgServer, name: &str) -> (Cluster, Operator) {
         None,
     )
     .await;
-    let operator = cluster.start_operator(&["--leader-election=false", "--resync-seconds", "2"]);
+    let operator = cluster.start_operator(OPERATOR_ARGS);
     (cluster, operator)
 }
 
@@ -166,7 +168,7 @@ fn installed(major: u32) -> PgServer {
 
 async fn suite(major: u32) {
     let pg = installed(major);
-    let (cluster, _operator) = start(&pg, &format!("pg{major}")).await;
+    let (cluster, mut operator) = start(&pg, &format!("pg{major}")).await;
     let client = cluster.client();
 
     let server = wait_ready(&client, SERVER_NS, "PostgresServer", "main").await;
@@ -248,6 +250,7 @@ async fn suite(major: u32) {
     users(&client, &as_owner).await;
     drift(&pg, &client, &owner).await;
     rotation(&cluster).await;
+    restart(&cluster, &mut operator).await;
     hostile_names(&pg, &client).await;
     reclaim(&pg, &client).await;
     namespace_consent(&client).await;
@@ -404,6 +407,47 @@ async fn rotation(cluster: &Cluster) {
     );
     faults.set_watch_lag("databaseusers", Duration::ZERO);
     faults.set_watch_lag("secrets", Duration::ZERO);
+}
+
+/// A restarted operator keeps every password: it reads the Secrets back from
+/// its caches before any reconcile decides.
+async fn restart(cluster: &Cluster, operator: &mut Operator) {
+    let client = &cluster.client();
+    let names = [
+        "foo-db-credentials",
+        "reader-user-credentials",
+        "writer-user-credentials",
+    ];
+    let mut before = Vec::new();
+    for name in names {
+        before.push(secret(client, APP_NS, name).await);
+    }
+    operator.kill();
+    *operator = cluster.start_operator(OPERATOR_ARGS);
+    let http = operator.http.clone();
+    eventually(
+        "the restarted operator to reconcile each DatabaseUser twice",
+        WAIT,
+        || async {
+            let text = try_scrape(&http).await?;
+            let reconciles = metric(
+                &text,
+                r#"wasm_operator_reconciles_total{plugin="postgres-user""#,
+            );
+            (reconciles >= 4.0).then_some(())
+        },
+    )
+    .await;
+    for (name, before) in names.into_iter().zip(before) {
+        let after = secret(client, APP_NS, name).await;
+        assert_eq!(
+            after["password"], before["password"],
+            "{name}: the password changed across a restart"
+        );
+        connect(&after["uri"])
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the password stopped working: {e}"));
+    }
 }
 
 /// Hostile identifiers are quoted (exactly the intended statements run) or

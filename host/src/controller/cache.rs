@@ -10,7 +10,7 @@
 //! object's size.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -19,6 +19,7 @@ use kube::discovery::ApiResource;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use tokio::sync::watch;
 use wasm_operator_sdk::{LabelSelector, SelectorError};
 
 use super::fresh::WrittenObjects;
@@ -70,8 +71,11 @@ pub(super) struct KindCache {
     namespaced: bool,
     plugin: Arc<str>,
     store: Store<DynamicObject>,
-    /// Set once the first list is in: every reconcile checks it.
-    synced: Arc<OnceLock<()>>,
+    /// True once the first list is in the store *and* the owner index. The
+    /// store alone turns ready a step earlier (kube's reflector applies the
+    /// list before this cache sees it): a reconcile in between would find
+    /// no children, and a plugin would take a missing Secret for a new one.
+    synced: Arc<watch::Sender<bool>>,
     index: Arc<Mutex<OwnerIndex>>,
     written: WrittenObjects,
 }
@@ -98,7 +102,7 @@ impl KindCache {
             namespaced,
             plugin: plugin.into(),
             store: writer.as_reader(),
-            synced: Arc::default(),
+            synced: Arc::new(watch::Sender::new(false)),
             index: Arc::default(),
             written: WrittenObjects::default(),
         };
@@ -126,21 +130,24 @@ impl KindCache {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .observe(event);
+        if matches!(event, watcher::Event::InitDone) {
+            self.synced.send_replace(true);
+        }
     }
 
     /// Waits for the first list: until then the cache would report objects
     /// missing that exist.
     pub(super) async fn synced(&self) -> Result<(), NotSynced> {
-        if self.synced.get().is_some() {
+        if *self.synced.borrow() {
             return Ok(());
         }
-        tokio::time::timeout(SYNC_TIMEOUT, self.store.wait_until_ready())
+        let mut synced = self.synced.subscribe();
+        tokio::time::timeout(SYNC_TIMEOUT, synced.wait_for(|synced| *synced))
             .await
             .ok()
             .and_then(Result::ok)
-            .ok_or_else(|| NotSynced { kind: self.kind() })?;
-        let _ = self.synced.set(());
-        Ok(())
+            .map(drop)
+            .ok_or_else(|| NotSynced { kind: self.kind() })
     }
 
     fn key(&self, (namespace, name): &Name) -> ObjectRef<DynamicObject> {
@@ -381,7 +388,7 @@ mod tests {
             namespaced: true,
             plugin: "p".into(),
             store: writer.as_reader(),
-            synced: Arc::default(),
+            synced: Arc::new(watch::Sender::new(false)),
             index: Arc::default(),
             written: WrittenObjects::default(),
         };
@@ -444,6 +451,28 @@ mod tests {
         relist(&cache, &mut writer, vec![child("d", "owner-2", "p")]);
         assert!(cache.children_of("owner-1").is_empty());
         assert_eq!(names(&cache.children_of("owner-2")), ["d"]);
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_synced_only_once_its_index_has_the_first_list() {
+        use futures::FutureExt;
+        let (cache, mut writer) = cache();
+        let events = [
+            watcher::Event::Init,
+            watcher::Event::InitApply(child("a", "owner", "p")),
+            watcher::Event::InitDone,
+        ];
+        for event in &events {
+            writer.apply_watcher_event(event);
+        }
+        // The store is ready; the index has not seen the list yet.
+        assert!(cache.store.wait_until_ready().now_or_never().is_some());
+        assert!(cache.synced().now_or_never().is_none(), "not synced yet");
+        for event in &events {
+            cache.observe(event);
+        }
+        assert!(matches!(cache.synced().now_or_never(), Some(Ok(()))));
+        assert_eq!(names(&cache.children_of("owner")), ["a"]);
     }
 
     #[test]
