@@ -18,6 +18,9 @@ export WASM_OPERATOR_PG_REQUIRE="${WASM_OPERATOR_PG_REQUIRE:-14 16}"
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "module graph (no import loops in host/src)"
+python3 scripts/check-module-graph.py >/dev/null
+
 step "cargo clippy (host target)"
 cargo clippy --workspace --all-targets --release -- -D warnings
 

@@ -10,7 +10,9 @@
 //!
 //! Run with `scripts/bench.sh` (`cargo bench -p wasm-operator --bench
 //! operator [-- noop|postgres]`). Numbers are printed, not asserted: these
-//! machines are noisy.
+//! machines are noisy. With `BENCH_BASELINE_BIN=<another wasm-operator
+//! build>`, `noop` runs that build too, on the same objects right after
+//! this one, and prints both lines side by side.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -94,6 +96,16 @@ fn rss_mib(pid: u32) -> f64 {
 }
 
 async fn noop(objects: usize) {
+    let baseline = std::env::var_os("BENCH_BASELINE_BIN").map(PathBuf::from);
+    let this = PathBuf::from(env!("CARGO_BIN_EXE_wasm-operator"));
+    for (label, binary) in
+        std::iter::once(("this build", this)).chain(baseline.map(|b| ("baseline", b)))
+    {
+        noop_with(objects, label, &binary).await;
+    }
+}
+
+async fn noop_with(objects: usize, label: &str, binary: &Path) {
     let crd: Value = serde_saphyr::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -111,7 +123,12 @@ async fn noop(objects: usize) {
         )
         .unwrap(),
     ];
-    let cluster = Cluster::start(&format!("bench-noop-{objects}"), crds, &["bench"]).await;
+    let cluster = Cluster::start(
+        &format!("bench-noop-{objects}-{}", label.replace(' ', "-")),
+        crds,
+        &["bench"],
+    )
+    .await;
     let client = cluster.client();
     let binding = json!({
         "apiVersion": "systems.mikemiller.tech/v1alpha1",
@@ -156,14 +173,17 @@ async fn noop(objects: usize) {
     // operator can serve is an overload, under which kube-runtime's scheduler
     // keeps serving the same already-converged objects and starves the rest.
     let started = Instant::now();
-    let mut converging = cluster.start_operator(&["--leader-election=false"]);
+    let mut converging = cluster.start_operator_binary(binary, &["--leader-election=false"]);
     wait_all_ready(&greetings, objects, Duration::from_secs(1800)).await;
     let converged = started.elapsed();
     converging.kill();
     // Steady state: a fresh operator whose every reconcile is a no-op, each
     // object re-queued every 0.2 s (more than the operator can serve, so the
     // rate measured is its capacity).
-    let operator = cluster.start_operator(&["--leader-election=false", "--resync-seconds", "0.2"]);
+    let operator = cluster.start_operator_binary(
+        binary,
+        &["--leader-election=false", "--resync-seconds", "0.2"],
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     let window = Duration::from_secs(10);
     let before = metric(
@@ -180,7 +200,7 @@ async fn noop(objects: usize) {
     let rate = (after - before) / window.as_secs_f64();
     let rss = rss_mib(operator.pid());
     println!(
-        "noop/{objects:<6} converge {:>7.2} s | no-op reconciles {:>8.0} /s (target >= 2000) | RSS {:>6.1} MiB (target <= 150) | queue depth {depth} | writes after restart {writes}",
+        "noop/{objects:<6} {label:<10} converge {:>7.2} s | no-op reconciles {:>8.0} /s (target >= 2000) | RSS {:>6.1} MiB (target <= 150) | queue depth {depth} | writes after restart {writes}",
         converged.as_secs_f64(),
         rate,
         rss

@@ -134,7 +134,7 @@ fn main() {
         // Both made the same decision.
         assert_eq!(children.len(), 1);
         assert_eq!(
-            decision.children[0],
+            Value::Object(decision.children[0].object.clone()),
             serde_json::from_str::<Value>(&children[0]).unwrap()
         );
     }
@@ -146,8 +146,9 @@ fn main() {
     let outputs: Vec<String> = decision
         .children
         .iter()
-        .chain(decision.status.as_ref())
-        .map(json_text)
+        .map(|child| Value::Object(child.object.clone()))
+        .chain(decision.status.clone())
+        .map(|value| json_text(&value))
         .collect();
     let host_json: Vec<Duration> = (0..rounds / 4)
         .map(|_| {

@@ -12,7 +12,8 @@ use kube::CustomResourceExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{ObjectKind, PluginLimits};
+use crate::runtime::PluginLimits;
+use crate::vocabulary::ObjectKind;
 
 /// The API group of every wasm-operator resource.
 pub const GROUP: &str = "systems.mikemiller.tech";
@@ -125,35 +126,16 @@ impl LimitsSpec {
 pub struct GrantsSpec {
     /// Kinds the plugin may read from the cache.
     #[serde(default)]
-    pub read: Vec<KindRef>,
+    pub read: Vec<ObjectKind>,
     /// Kinds of children the plugin may create, update and delete.
     #[serde(default)]
-    pub children: Vec<KindRef>,
+    pub children: Vec<ObjectKind>,
     /// PostgreSQL servers the plugin may query and plan against: the
     /// `namespace/name` of a PostgresServer, `namespace/*` or `*`. A server
     /// is used for an object only when it also consents to the object's
     /// namespace (its `spec.allowedNamespaces`).
     #[serde(default)]
     pub servers: Vec<String>,
-}
-
-/// A Kubernetes kind by group, version and kind.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KindRef {
-    /// API group; empty for the core group.
-    #[serde(default)]
-    pub group: String,
-    /// API version.
-    pub version: String,
-    /// Kind.
-    pub kind: String,
-}
-
-impl From<&KindRef> for ObjectKind {
-    fn from(k: &KindRef) -> Self {
-        ObjectKind::new(&k.group, &k.version, &k.kind)
-    }
 }
 
 /// What the operator observed of a binding.

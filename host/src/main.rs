@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
-mod operator;
-
+use wasm_operator::operator;
 use wasm_operator::publish::{self, Publication};
 use wasm_operator::runtime::{
     CallContext, Decision, EventType, Plugin, ReconcileInput, Runtime, RuntimeConfig,
@@ -73,6 +72,20 @@ struct RunArgs {
     /// This replica's identity (default: $POD_NAME, else host name and pid).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+}
+
+impl From<RunArgs> for operator::Config {
+    fn from(args: RunArgs) -> Self {
+        Self {
+            http_addr: args.http_addr,
+            resync: std::time::Duration::from_secs_f64(args.resync_seconds.max(0.01)),
+            leader_election: args.leader_election,
+            lease_namespace: args.lease_namespace,
+            lease_name: args.lease_name,
+            lease_duration: std::time::Duration::from_secs(args.lease_seconds),
+            identity: args.identity,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,7 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         disable_pooling: false,
     })?;
     match cli.command {
-        Command::Run(args) => operator::run(args, runtime).await?,
+        Command::Run(args) => operator::run(args.into(), runtime).await?,
         Command::Crd => {
             for (file, crd) in wasm_operator::crd::all() {
                 println!("# crds/{file}");
@@ -170,7 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(PluginCommand::Inspect { file }) => {
             let plugin = load(&runtime, &file).await?;
             let d = plugin.description();
-            let kinds = |k: &[wasm_operator::runtime::ObjectKind]| {
+            let kinds = |k: &[wasm_operator::vocabulary::ObjectKind]| {
                 k.iter().map(ToString::to_string).collect::<Vec<_>>()
             };
             let report = json!({
@@ -268,10 +281,10 @@ async fn load(runtime: &Runtime, file: &PathBuf) -> anyhow::Result<Plugin> {
 
 fn decision_json(decision: &Decision) -> Value {
     json!({
-        "children": decision.children,
+        "children": decision.children.iter().map(|c| &c.object).collect::<Vec<_>>(),
         "status": decision.status,
         "sql": decision.sql.iter().map(|plan| json!({
-            "server": plan.server,
+            "server": plan.server.to_string(),
             "database": plan.database,
             "statements": plan.statements.iter().map(ToString::to_string).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),

@@ -1,37 +1,86 @@
 //! `wasm-operator run`: while this replica leads, keeps one controller per
-//! plugin binding on the binding's newest good version (see
-//! [`wasm_operator::reload`]), with health and metrics endpoints.
+//! binding on the binding's newest good version (see [`crate::binding`]),
+//! with health and metrics endpoints.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use futures::FutureExt;
 use kube::Client;
 use tokio::sync::watch;
-use wasm_operator::controller::{self, LiveBinding, Settings};
-use wasm_operator::http::{self, HttpState, Readiness};
-use wasm_operator::leader::{LeaderElector, LeaseConfig};
-use wasm_operator::metrics::Metrics;
-use wasm_operator::reload::{Reloader, Shutdown, StartController, shutdown_signal};
-use wasm_operator::runtime::Runtime;
-use wasm_operator::servers::ServerDirectory;
 
-use crate::RunArgs;
+use crate::binding::{
+    LiveBinding, ReloadError, Reloader, Shutdown, StartController, shutdown_signal,
+};
+use crate::http::{self, HttpState, Readiness};
+use crate::leader::{LeaderElector, LeaderError, LeaseConfig};
+use crate::metrics::Metrics;
+use crate::postgres::ServerDirectory;
+use crate::reconcile::{self, Settings};
+use crate::runtime::Runtime;
 
-pub(crate) async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<()> {
-    let client = Client::try_default()
-        .await
-        .context("cannot reach Kubernetes: set KUBECONFIG or run in a cluster")?;
+/// How the operator runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address of /healthz, /readyz and /metrics.
+    pub http_addr: SocketAddr,
+    /// Reconcile every object at least this often.
+    pub resync: Duration,
+    /// Elect one leader among replicas through a Lease.
+    pub leader_election: bool,
+    /// Namespace of the leader-election Lease.
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    pub lease_name: String,
+    /// How long a leader's Lease stays valid without renewal.
+    pub lease_duration: Duration,
+    /// This replica's identity (default: host name and pid).
+    pub identity: Option<String>,
+}
+
+/// Why the operator stopped before it was asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// The Kubernetes client could not be configured.
+    #[error("cannot reach Kubernetes: {0}; set KUBECONFIG or run in a cluster")]
+    Client(#[source] kube::Error),
+    /// The HTTP endpoints could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Leader election could not be set up.
+    #[error(transparent)]
+    Leader(#[from] LeaderError),
+    /// The bindings could not be watched.
+    #[error(transparent)]
+    Reload(#[from] ReloadError),
+}
+
+/// Runs the operator until Ctrl-C: reconciles in flight finish first.
+///
+/// # Errors
+/// An [`OperatorError`] when it cannot start.
+pub async fn run(config: Config, runtime: Runtime) -> Result<(), OperatorError> {
+    let client = Client::try_default().await.map_err(OperatorError::Client)?;
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::not_ready("plugins are loading"));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop = shutdown_signal(stop_rx.clone());
 
-    let listener = tokio::net::TcpListener::bind(args.http_addr)
+    let listen = |source| OperatorError::Listen {
+        addr: config.http_addr,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
-        .with_context(|| format!("cannot listen on {}", args.http_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
+        .map_err(listen)?;
+    tracing::info!(addr = %listener.local_addr().map_err(listen)?, "serving /healthz, /readyz and /metrics");
     let http_task = tokio::spawn(http::serve(
         listener,
         HttpState {
@@ -44,15 +93,16 @@ pub(crate) async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<()> {
     // Without leader election this replica always leads; the sender is kept
     // for the whole run so the receiver never reports it gone.
     let (_always_leading, always) = watch::channel(true);
-    let leadership = if args.leader_election {
-        let identity = args.identity.clone().unwrap_or_else(default_identity);
-        let config = LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)
-            .lease_duration(Duration::from_secs(args.lease_seconds))
-            .renew_period(Duration::from_secs((args.lease_seconds / 3).max(1)));
-        let elector = LeaderElector::new(client.clone(), config)?;
+    let leadership = if config.leader_election {
+        let identity = config.identity.clone().unwrap_or_else(default_identity);
+        let lease_seconds = config.lease_duration.as_secs();
+        let lease = LeaseConfig::new(&config.lease_namespace, &config.lease_name, &identity)
+            .lease_duration(config.lease_duration)
+            .renew_period(Duration::from_secs((lease_seconds / 3).max(1)));
+        let elector = LeaderElector::new(client.clone(), lease)?;
         let leadership = elector.leadership();
         tokio::spawn(elector.run(stop.clone()));
-        tracing::info!(%identity, lease = %format!("{}/{}", args.lease_namespace, args.lease_name), "leader election started");
+        tracing::info!(%identity, lease = %format!("{}/{}", config.lease_namespace, config.lease_name), "leader election started");
         leadership
     } else {
         always
@@ -65,7 +115,7 @@ pub(crate) async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<()> {
     });
 
     let settings = Settings {
-        resync: Duration::from_secs_f64(args.resync_seconds.max(0.01)),
+        resync: config.resync,
         ..Settings::default()
     };
     let servers = ServerDirectory::new(client.clone());
@@ -119,7 +169,7 @@ fn controller_starter(
     );
     Arc::new(move |live: LiveBinding, stop: Shutdown| {
         let name = live.name().to_owned();
-        controller::run(
+        reconcile::run(
             client.clone(),
             live,
             settings.clone(),

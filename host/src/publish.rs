@@ -13,9 +13,9 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::crd::{ConfigMapSource, KindRef, ReconcilerPlugin, ReconcilerPluginSpec};
-use crate::registry::{self, BindingError};
-use crate::runtime::{ObjectKind, Plugin, PluginDigest, Runtime};
+use crate::binding::{self, BindingError};
+use crate::crd::{ConfigMapSource, ReconcilerPlugin, ReconcilerPluginSpec};
+use crate::runtime::{Plugin, PluginDigest, Runtime};
 
 /// The field manager of the bindings `push --bind` writes.
 pub const FIELD_MANAGER: &str = "wasm-operator-push";
@@ -116,13 +116,13 @@ pub async fn check(
     bytes: &[u8],
     settings: Option<&Value>,
 ) -> Result<Plugin, PublishError> {
-    registry::check_size(bytes.len()).map_err(PublishError::Refused)?;
+    binding::check_size(bytes.len()).map_err(PublishError::Refused)?;
     let plugin = runtime
         .load(bytes)
         .await
         .map_err(|e| PublishError::Refused(e.into()))?;
     if let Some(settings) = settings {
-        registry::validate_settings(&plugin.description().settings_schema, settings)
+        binding::validate_settings(&plugin.description().settings_schema, settings)
             .map_err(PublishError::Refused)?;
     }
     Ok(plugin)
@@ -188,7 +188,7 @@ async fn reached_bindings(
     }
     if publication.bind && !bound_exists {
         let spec = bound_spec(empty_spec(&source), plugin, publication);
-        registry::bind(plugin, &spec).map_err(|source| PublishError::RefusedByBinding {
+        binding::bind(plugin, &spec).map_err(|source| PublishError::RefusedByBinding {
             binding: publication.name.clone(),
             source,
         })?;
@@ -204,12 +204,12 @@ fn check_against(
     spec: &ReconcilerPluginSpec,
     plugin: &Plugin,
 ) -> Result<(), BindingError> {
-    registry::check_pin(spec, plugin.digest())?;
+    binding::check_pin(spec, plugin.digest())?;
     let status = binding.status.clone().unwrap_or_default();
     if let (Some(name), Some(target)) = (&status.plugin_name, &status.target) {
-        registry::check_replaces(name, target, plugin.description())?;
+        binding::check_replaces(name, target, plugin.description())?;
     }
-    registry::bind(plugin, spec).map(drop)
+    binding::bind(plugin, spec).map(drop)
 }
 
 fn empty_spec(source: &ConfigMapSource) -> ReconcilerPluginSpec {
@@ -240,18 +240,10 @@ fn bound_spec(
     }
     if publication.grant_requested {
         let d = plugin.description();
-        spec.grants.read = d.read_kinds.iter().map(kind_ref).collect();
-        spec.grants.children = d.child_kinds.iter().map(kind_ref).collect();
+        spec.grants.read = d.read_kinds.clone();
+        spec.grants.children = d.child_kinds.clone();
     }
     spec
-}
-
-fn kind_ref(kind: &ObjectKind) -> KindRef {
-    KindRef {
-        group: kind.group.clone(),
-        version: kind.version.clone(),
-        kind: kind.kind.clone(),
-    }
 }
 
 async fn write_config_map(
@@ -305,8 +297,8 @@ async fn write_binding(
     if publication.grant_requested {
         let d = plugin.description();
         spec["grants"] = json!({
-            "read": d.read_kinds.iter().map(kind_ref).collect::<Vec<_>>(),
-            "children": d.child_kinds.iter().map(kind_ref).collect::<Vec<_>>(),
+            "read": d.read_kinds,
+            "children": d.child_kinds,
         });
     }
     let binding = json!({

@@ -31,6 +31,8 @@ use wasm_operator::runtime::PluginDigest;
 const OPERATOR_NAMESPACE: &str = "wasm-operator";
 /// The binding, and the ConfigMap holding its components.
 const BINDING: &str = "greeting";
+/// The name the example plugin gives itself (both versions).
+const PLUGIN: &str = "example-greeting";
 const CONFIG_MAP: &str = "greeting-plugin";
 const KEY: &str = "plugin.wasm";
 /// Long enough for a compile on a busy machine.
@@ -383,7 +385,9 @@ async fn swapping_v1_for_v2_while_objects_change_fails_no_reconcile_and_every_ob
     assert_eq!(
         metric(
             &metrics,
-            &format!("wasm_operator_plugin_swaps_total{{plugin=\"{BINDING}\"}}")
+            &format!(
+                "wasm_operator_plugin_swaps_total{{binding=\"{BINDING}\",plugin=\"{PLUGIN}\"}}"
+            )
         ),
         1.0,
         "{metrics}"
@@ -427,7 +431,8 @@ async fn swapping_v1_for_v2_while_objects_change_fails_no_reconcile_and_every_ob
         percentile(&sorted, 0.99),
         sorted[sorted.len() - 1],
     );
-    let series = |name: &str| format!("wasm_operator_{name}{{plugin=\"{BINDING}\"");
+    let series =
+        |name: &str| format!("wasm_operator_{name}{{binding=\"{BINDING}\",plugin=\"{PLUGIN}\"");
     println!(
         "operator side: swap latency mean {:.0} ms over {} swaps; compile mean {:.0} ms over {} loads",
         1000.0 * metric(&metrics, &series("plugin_swap_latency_seconds_sum"))
@@ -545,7 +550,7 @@ async fn each_bad_version_is_refused_with_its_own_reason_while_v1_keeps_serving(
             metric(
                 &metrics,
                 &format!(
-                    "wasm_operator_plugin_rejections_total{{plugin=\"{BINDING}\",reason=\"{reason}\"}}"
+                    "wasm_operator_plugin_rejections_total{{binding=\"{BINDING}\",plugin=\"{PLUGIN}\",reason=\"{reason}\"}}"
                 )
             ),
             1.0,
@@ -622,7 +627,7 @@ async fn a_restarted_operator_comes_back_with_v2_from_the_cache_without_recompil
     wait_reconciled(&client, "durable", "Hello, operators! (v2)", &digest(&v2)).await;
     let load = |source: &str, part: &str| {
         format!(
-            "wasm_operator_plugin_load_duration_seconds_{part}{{plugin=\"{BINDING}\",source=\"{source}\"}}"
+            "wasm_operator_plugin_load_duration_seconds_{part}{{binding=\"{BINDING}\",plugin=\"{PLUGIN}\",source=\"{source}\"}}"
         )
     };
     let before = scrape(&operator.http).await;

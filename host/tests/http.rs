@@ -9,7 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wasm_operator::http::{HttpError, HttpState, OPENMETRICS_CONTENT_TYPE, Readiness, serve};
-use wasm_operator::metrics::{Metrics, WriteVerb};
+use wasm_operator::metrics::{BindingLabels, Metrics, WriteVerb};
 
 /// A server on a free port of 127.0.0.1, and how to stop it.
 struct Running {
@@ -128,14 +128,17 @@ async fn readyz_is_unavailable_with_its_reason_until_marked_ready() {
 #[tokio::test]
 async fn metrics_are_served_as_openmetrics_text() {
     let server = Running::start().await;
-    server.state.metrics.record_write("pg", WriteVerb::Apply);
+    server
+        .state
+        .metrics
+        .record_write(&BindingLabels::new("postgres", "pg"), WriteVerb::Apply);
     let reply = request(server.address, "GET", "/metrics").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-type"), Some(OPENMETRICS_CONTENT_TYPE));
     assert!(
-        reply
-            .body
-            .contains("wasm_operator_writes_total{plugin=\"pg\",verb=\"apply\"} 1\n"),
+        reply.body.contains(
+            "wasm_operator_writes_total{binding=\"postgres\",plugin=\"pg\",verb=\"apply\"} 1\n"
+        ),
         "{}",
         reply.body
     );

@@ -537,8 +537,8 @@ async fn a_plugin_trapping_on_one_object_keeps_reconciling_the_others() {
     // The trap is counted by kind, and the failed reconcile by reason.
     let text = scrape(&operator.http).await;
     for series in [
-        r#"wasm_operator_plugin_traps_total{plugin="hostile-selective",kind="Panic"}"#,
-        r#"wasm_operator_reconcile_errors_total{plugin="hostile-selective",kind="Greeting",reason="Panic"}"#,
+        r#"wasm_operator_plugin_traps_total{binding="greeting",plugin="hostile-selective",kind="Panic"}"#,
+        r#"wasm_operator_reconcile_errors_total{binding="greeting",plugin="hostile-selective",kind="Greeting",reason="Panic"}"#,
     ] {
         assert!(metric(&text, series) >= 1.0, "{series} missing:\n{text}");
     }

@@ -6,7 +6,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
@@ -166,12 +170,54 @@ fn installed(major: u32) -> PgServer {
         .unwrap_or_else(|e| panic!("starting PostgreSQL {major}: {e}"))
 }
 
+/// The whole story on one major version, step by step: a failure names
+/// the version and the step.
 async fn suite(major: u32) {
     let pg = installed(major);
     let (cluster, mut operator) = start(&pg, &format!("pg{major}")).await;
     let client = cluster.client();
+    let (owner, as_owner) = step(major, "seed", seed(&pg, &client, major)).await;
+    step(major, "users", users(&client, &as_owner)).await;
+    step(major, "drift", drift(&pg, &client, &owner)).await;
+    step(major, "rotation", rotation(&cluster)).await;
+    step(major, "restart", restart(&cluster, &mut operator)).await;
+    step(major, "hostile_names", hostile_names(&pg, &client)).await;
+    step(major, "reclaim", reclaim(&pg, &client)).await;
+    step(major, "namespace_consent", namespace_consent(&client)).await;
+}
 
-    let server = wait_ready(&client, SERVER_NS, "PostgresServer", "main").await;
+/// Runs one step of the story; its failure is reported as
+/// `PostgreSQL <major>, step <name>: <what failed>`.
+async fn step<T>(major: u32, name: &str, step: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    match AssertUnwindSafe(step).catch_unwind().await {
+        Ok(value) => {
+            eprintln!(
+                "PostgreSQL {major}, step {name}: passed in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            value
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            panic!("PostgreSQL {major}, step {name}: {message}");
+        }
+    }
+}
+
+/// The server is Ready; the seed applies verbatim, says what it lacks
+/// without a serverRef, and with one gets its database, owner role and a
+/// Secret that logs in.
+async fn seed(
+    pg: &PgServer,
+    client: &Client,
+    major: u32,
+) -> (BTreeMap<String, String>, tokio_postgres::Client) {
+    let server = wait_ready(client, SERVER_NS, "PostgresServer", "main").await;
     assert_eq!(server.data["status"]["reachable"], true);
     assert_eq!(
         server.data["status"]["serverVersionNum"].as_i64().unwrap() / 10000,
@@ -180,12 +226,12 @@ async fn suite(major: u32) {
 
     // The seed applies verbatim; without a serverRef it says what is missing.
     let seed: DynamicObject = serde_saphyr::from_str(SEED).unwrap();
-    api(&client, APP_NS, "Database")
+    api(client, APP_NS, "Database")
         .create(&PostParams::default(), &seed)
         .await
         .unwrap();
     let condition = wait_not_ready(
-        &client,
+        client,
         APP_NS,
         "Database",
         "foo-db",
@@ -195,7 +241,7 @@ async fn suite(major: u32) {
     assert!(condition["message"].as_str().unwrap().contains("serverRef"));
 
     // With a serverRef: database foo-db owned by role foo, Secret that works.
-    api(&client, APP_NS, "Database")
+    api(client, APP_NS, "Database")
         .patch(
             "foo-db",
             &PatchParams::default(),
@@ -203,12 +249,12 @@ async fn suite(major: u32) {
         )
         .await
         .unwrap();
-    let database = wait_ready(&client, APP_NS, "Database", "foo-db").await;
+    let database = wait_ready(client, APP_NS, "Database", "foo-db").await;
     let secret_name = database.data["status"]["binding"]["name"]
         .as_str()
         .expect("status.binding.name")
         .to_owned();
-    let owner = secret(&client, APP_NS, &secret_name).await;
+    let owner = secret(client, APP_NS, &secret_name).await;
     for key in [
         "username", "password", "dbname", "host", "port", "uri", "jdbc-uri", "pgpass", "type",
         "provider",
@@ -218,7 +264,7 @@ async fn suite(major: u32) {
     assert_eq!(owner["username"], "foo");
     assert_eq!(owner["dbname"], "foo-db");
     assert_eq!(owner["type"], "postgresql");
-    let row = admin(&pg, "postgres")
+    let row = admin(pg, "postgres")
         .await
         .query_one(
             "select r.rolname::text from pg_database d join pg_roles r on r.oid = d.datdba where d.datname = 'foo-db'",
@@ -236,7 +282,7 @@ async fn suite(major: u32) {
         (who.get::<_, String>(0), who.get::<_, String>(1)),
         ("foo".into(), "foo-db".into())
     );
-    let verifier = admin(&pg, "postgres")
+    let verifier = admin(pg, "postgres")
         .await
         .query_one(
             "select rolpassword from pg_authid where rolname = 'foo'",
@@ -246,14 +292,7 @@ async fn suite(major: u32) {
         .unwrap()
         .get::<_, String>(0);
     assert!(verifier.starts_with("SCRAM-SHA-256$"), "a SCRAM verifier");
-
-    users(&client, &as_owner).await;
-    drift(&pg, &client, &owner).await;
-    rotation(&cluster).await;
-    restart(&cluster, &mut operator).await;
-    hostile_names(&pg, &client).await;
-    reclaim(&pg, &client).await;
-    namespace_consent(&client).await;
+    (owner, as_owner)
 }
 
 /// readOnly reads what the owner creates later and cannot write; readWrite writes.
@@ -432,7 +471,7 @@ async fn restart(cluster: &Cluster, operator: &mut Operator) {
             let text = try_scrape(&http).await?;
             let reconciles = metric(
                 &text,
-                r#"wasm_operator_reconciles_total{plugin="postgres-user""#,
+                r#"wasm_operator_reconciles_total{binding="postgres-user",plugin="postgres-user""#,
             );
             (reconciles >= 4.0).then_some(())
         },

@@ -60,10 +60,10 @@ async fn example_plugin_turns_a_greeting_into_a_configmap_and_a_ready_status() {
 
     assert_eq!(decision.children.len(), 1);
     let child = &decision.children[0];
-    assert_eq!(child["kind"], "ConfigMap");
-    assert_eq!(child["metadata"]["name"], "hello-greeting");
-    assert_eq!(child["metadata"]["namespace"], "default");
-    assert_eq!(child["data"]["message"], "Hello, platform team!");
+    assert_eq!(child.kind, configmap_kind());
+    assert_eq!(child.name, "hello-greeting");
+    assert_eq!(child.namespace.as_deref(), Some("default"));
+    assert_eq!(child.object["data"]["message"], "Hello, platform team!");
     let status = decision.status.expect("a status");
     assert_eq!(status["message"], "Hello, platform team!");
     let ready = status["conditions"]
@@ -269,7 +269,10 @@ async fn hostile_guests_do_not_disturb_concurrent_calls_to_another_plugin() {
             )
             .await
             .expect("the example plugin keeps working");
-        assert_eq!(decision.children[0]["data"]["message"], "Hello, world!");
+        assert_eq!(
+            decision.children[0].object["data"]["message"],
+            "Hello, world!"
+        );
         good += 1;
     }
     assert!(
@@ -380,7 +383,7 @@ async fn a_restarted_runtime_loads_from_the_cache_and_survives_a_corrupt_entry()
         )
         .await
         .unwrap();
-    assert_eq!(decision.children[0]["data"]["message"], "Hi, world!");
+    assert_eq!(decision.children[0].object["data"]["message"], "Hi, world!");
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {

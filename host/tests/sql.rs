@@ -5,8 +5,9 @@ mod support;
 use std::time::Duration;
 
 use support::postgres::PgServer;
+use wasm_operator::postgres::{self as sql, SqlError};
 use wasm_operator::runtime::{SqlPlan, SqlStatement, SqlValue};
-use wasm_operator::sql::{self, SqlError};
+use wasm_operator::vocabulary::ServerKey;
 
 fn statement(text: &str) -> SqlStatement {
     SqlStatement {
@@ -20,7 +21,7 @@ fn statement(text: &str) -> SqlStatement {
 
 fn plan(statements: Vec<SqlStatement>) -> SqlPlan {
     SqlPlan {
-        server: "default/test".into(),
+        server: ServerKey::new("default", "test"),
         database: None,
         statements,
     }

@@ -20,3 +20,13 @@ pub const WIT_PACKAGE: &str = "wasm-operator:plugin";
 
 /// The version of the WIT package the host implements.
 pub const WIT_VERSION: &str = "0.1.0";
+
+impl From<types::GroupVersionKind> for crate::vocabulary::ObjectKind {
+    fn from(gvk: types::GroupVersionKind) -> Self {
+        Self {
+            group: gvk.group,
+            version: gvk.version,
+            kind: gvk.kind,
+        }
+    }
+}

@@ -6,8 +6,8 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
 use super::bindings::{WIT_PACKAGE, WIT_VERSION};
+use super::digest::PluginDigest;
 use super::error::LoadError;
-use super::plugin::PluginDigest;
 
 /// The functions every plugin's `reconciler` export must have.
 const RECONCILER_FUNCTIONS: [&str; 3] = ["describe", "reconcile", "finalize"];

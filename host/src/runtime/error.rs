@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::plugin::PluginDigest;
+use super::digest::PluginDigest;
 
 /// A component that could not be loaded as a plugin.
 #[derive(Debug, thiserror::Error)]

@@ -7,41 +7,43 @@
 //! store, so no state leaks between calls and a trapped instance is simply
 //! dropped.
 
+mod artifacts;
 mod bindings;
-mod cache;
 mod contract;
+mod decision;
+mod description;
+mod digest;
+mod epoch;
 mod error;
+mod host_services;
 mod limits;
 mod plugin;
 mod sandbox;
-mod services;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use artifacts::ArtifactCache;
 pub use bindings::{WIT_PACKAGE, WIT_VERSION};
-pub use cache::ArtifactCache;
+pub use decision::{
+    Decision, DesiredChild, Event, EventType, FinalizeDecision, SqlPlan, SqlStatement, SqlValue,
+};
+pub use description::PluginDescription;
+pub use digest::PluginDigest;
 pub use error::{CallError, LoadError, RuntimeError};
+pub use host_services::{HostServices, NoServices, QueryResult};
 pub use limits::{MAX_MEMORY_BYTES, PluginLimits};
 pub use plugin::{
-    AdmissionRequest, Decision, Event, EventType, FinalizeDecision, LoadSource, Mutation,
-    Operation, Plugin, PluginDescription, PluginDigest, ReconcileInput, SqlPlan, SqlStatement,
-    Validation,
+    AdmissionRequest, LoadSource, Mutation, Operation, Plugin, ReconcileInput, Validation,
 };
 pub use sandbox::CallContext;
-pub use services::{Grants, HostServices, NoServices, ObjectKind, QueryResult, SqlValue};
 
+use epoch::EpochTicker;
 use sandbox::CallState;
-
-/// How often the engine's epoch advances: the granularity of deadlines and
-/// of yielding a busy guest back to the async executor.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Bytes of each pooled memory slot kept resident (reset by copying rather
 /// than released) between instances.
@@ -265,40 +267,4 @@ fn create_engine(disable_pooling: bool) -> Result<(Engine, bool), RuntimeError> 
         reason: format!("{e:#}"),
     })?;
     Ok((engine, false))
-}
-
-/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own,
-/// for as long as any plugin of the runtime exists.
-pub(crate) struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("wasm-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .expect("spawning the epoch thread");
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }

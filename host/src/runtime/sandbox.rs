@@ -15,16 +15,20 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::types::SqlValue;
 use super::bindings::{kube, log, sql, types};
+use super::host_services::{HostServices, NoServices, QueryResult};
 use super::limits::{MemoryLimiter, PluginLimits};
-use super::services::{Grants, HostServices, ObjectKind, QueryResult, SqlValue};
+use crate::grants::Grants;
+use crate::vocabulary::{ObjectKind, ServerKey};
 
 /// What a call may read and who serves it.
 #[derive(Clone)]
 pub struct CallContext {
     /// The backends serving reads.
     pub services: Arc<dyn HostServices>,
-    /// What the plugin may read.
+    /// What the plugin may read: its grants, narrowed to the object the
+    /// call is about.
     pub grants: Arc<Grants>,
 }
 
@@ -32,7 +36,7 @@ impl CallContext {
     /// A context that grants and serves nothing.
     pub fn none() -> Self {
         Self {
-            services: Arc::new(super::services::NoServices),
+            services: Arc::new(NoServices),
             grants: Arc::new(Grants::default()),
         }
     }
@@ -93,7 +97,7 @@ impl CallState {
     }
 
     fn check_read_grant(&self, kind: &ObjectKind) -> Result<(), String> {
-        if self.ctx.grants.read_kinds.contains(kind) {
+        if self.ctx.grants.may_read(kind) {
             Ok(())
         } else {
             Err(format!(
@@ -216,15 +220,15 @@ impl sql::Host for CallState {
         statement: String,
         params: Vec<SqlValue>,
     ) -> Result<QueryResult, String> {
-        if !self.ctx.grants.servers.contains(&server) {
+        let Some(key) = ServerKey::parse(&server).filter(|key| self.ctx.grants.may_use(key)) else {
             return Err(format!(
                 "querying server {server} is not granted to plugin {} for this object",
                 self.plugin
             ));
-        }
+        };
         self.ctx
             .services
-            .query(&server, database.as_deref(), &statement, &params)
+            .query(&key, database.as_deref(), &statement, &params)
             .await
     }
 }

@@ -95,8 +95,14 @@ impl Cluster {
 
     /// Starts the operator (`wasm-operator run`) with extra arguments.
     pub fn start_operator(&self, extra: &[&str]) -> Operator {
+        self.start_operator_binary(env!("CARGO_BIN_EXE_wasm-operator").as_ref(), extra)
+    }
+
+    /// Starts another build of the operator, as [`Cluster::start_operator`]
+    /// does (the benchmarks compare a baseline build this way).
+    pub fn start_operator_binary(&self, binary: &std::path::Path, extra: &[&str]) -> Operator {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_wasm-operator"))
+        let child = Command::new(binary)
             .env("KUBECONFIG", &self.kubeconfig)
             .env(
                 "RUST_LOG",

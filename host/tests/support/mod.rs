@@ -16,10 +16,11 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
+use wasm_operator::grants::Grants;
 use wasm_operator::runtime::{
-    CallContext, Grants, HostServices, ObjectKind, Plugin, PluginLimits, QueryResult, Runtime,
-    RuntimeConfig, SqlValue,
+    CallContext, HostServices, Plugin, PluginLimits, QueryResult, Runtime, RuntimeConfig, SqlValue,
 };
+use wasm_operator::vocabulary::{ObjectKind, ServerKey};
 
 /// One runtime per test binary, as in the operator: one engine for all plugins.
 pub static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
@@ -120,7 +121,7 @@ impl ObjectStore {
             services: Arc::clone(self) as Arc<dyn HostServices>,
             grants: Arc::new(Grants {
                 read_kinds: kinds.iter().cloned().collect(),
-                servers: Default::default(),
+                ..Grants::default()
             }),
         }
     }
@@ -161,7 +162,7 @@ impl HostServices for ObjectStore {
 
     async fn query(
         &self,
-        server: &str,
+        server: &ServerKey,
         _: Option<&str>,
         _: &str,
         _: &[SqlValue],

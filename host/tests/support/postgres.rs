@@ -6,7 +6,7 @@ use std::ops::Deref;
 use std::path::Path;
 
 pub use test_postgres::{ADMIN_PASSWORD, ADMIN_USER, PgInstall};
-use wasm_operator::sql::ServerConnection;
+use wasm_operator::postgres::ServerConnection;
 
 /// A running throwaway PostgreSQL server (stopped and deleted on drop), with
 /// its data under `CARGO_TARGET_TMPDIR`.

@@ -1,15 +1,13 @@
 //! Example plugin: reconciles a `Greeting` into a ConfigMap holding its message.
 //!
 //! Shows the whole plugin surface on one small kind: typed spec with field
-//! path errors, a cache read with a settings fallback, structured logging, a
-//! child object, status conditions, and an event only when something changed.
+//! path errors, settings whose schema is derived from their type, a cache read
+//! with a settings fallback, structured logging, a child object, a typed
+//! status with conditions, and an event only when something changed.
 
-use serde::Deserialize;
-use serde_json::json;
-use wasm_operator_sdk::{
-    ChildBuilder, Condition, Conditions, Context, Event, FinalizeResponse, GroupVersionKind,
-    Plugin, PluginError, PluginInfo, Request, Response, export_plugin,
-};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use wasm_operator_sdk::prelude::*;
 
 /// The API group of `Greeting`.
 pub const GROUP: &str = "examples.systems.mikemiller.tech";
@@ -52,9 +50,9 @@ pub struct AudienceFrom {
     pub key: String,
 }
 
-/// The binding's settings.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The binding's settings; unknown settings are refused.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Settings {
     /// The audience when `spec.audienceFrom` is absent or cannot be read.
     #[serde(default = "default_audience")]
@@ -65,6 +63,15 @@ fn default_audience() -> String {
     DEFAULT_AUDIENCE.to_owned()
 }
 
+/// `Greeting.status`.
+#[derive(Debug, Serialize)]
+pub struct GreetingStatus<'a> {
+    /// The published message.
+    pub message: &'a str,
+    /// `Ready` once the message is published.
+    pub conditions: Conditions,
+}
+
 /// The Greeting plugin.
 pub struct GreetingPlugin;
 
@@ -73,14 +80,7 @@ impl Plugin for GreetingPlugin {
         PluginInfo::new("example-greeting", "0.1.0", greeting_kind())
             .child_kind(config_map_kind())
             .read_kind(config_map_kind())
-            .settings_schema(json!({
-                "$schema": "https://json-schema.org/draft/2020-12/schema",
-                "type": "object",
-                "properties": {
-                    "defaultAudience": {"type": "string", "default": DEFAULT_AUDIENCE}
-                },
-                "additionalProperties": false
-            }))
+            .settings::<Settings>()
     }
 
     fn reconcile(ctx: &Context<'_>, req: &Request) -> Result<Response, PluginError> {
@@ -119,9 +119,10 @@ impl Plugin for GreetingPlugin {
             ctx.now(),
         );
         let previous = object.str_at("/status/message");
-        let mut response = Response::new()
-            .child(child)
-            .status(json!({ "message": message, "conditions": conditions }));
+        let mut response = Response::new().child(child).status_of(&GreetingStatus {
+            message: &message,
+            conditions,
+        })?;
         if previous != Some(message.as_str()) {
             response = response.event(Event::normal(
                 "MessageChanged",

@@ -168,6 +168,56 @@ fn describe_declares_config_map_children_and_reads_and_no_sql() {
     );
 }
 
+/// The settings schema this plugin wrote by hand before deriving it from [`Settings`].
+fn hand_written_settings_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {"defaultAudience": {"type": "string", "default": "world"}},
+        "additionalProperties": false
+    })
+}
+
+#[test]
+fn derived_settings_schema_accepts_and_refuses_what_the_hand_written_one_did() {
+    let derived = jsonschema::validator_for(&GreetingPlugin::describe().settings_schema).unwrap();
+    let hand_written = jsonschema::validator_for(&hand_written_settings_schema()).unwrap();
+    let accepted = [
+        json!({}),
+        json!({"defaultAudience": "operators"}),
+        json!({"defaultAudience": ""}),
+    ];
+    for settings in accepted {
+        assert!(hand_written.is_valid(&settings), "{settings}");
+        assert!(derived.is_valid(&settings), "{settings}");
+    }
+    let refused = [
+        json!({"defaultAudience": 7}),
+        json!({"defaultAudience": null}),
+        json!({"greetingStyle": "formal"}),
+        json!({"defaultAudience": "operators", "extra": true}),
+        json!("operators"),
+        json!(null),
+    ];
+    for settings in refused {
+        assert!(!hand_written.is_valid(&settings), "{settings}");
+        assert!(!derived.is_valid(&settings), "{settings}");
+    }
+}
+
+#[test]
+fn unknown_setting_is_an_invalid_settings_error_naming_it() {
+    let request = Request::new(greeting(json!({"greeting": "Hi"})))
+        .with_settings(json!({"defaultAudiense": "typo"}));
+    let error = reconcile(&TestHost::new(), &request).unwrap_err();
+    assert_eq!(error.reason, "InvalidSettings");
+    assert!(
+        error.message.contains("defaultAudiense"),
+        "{}",
+        error.message
+    );
+}
+
 #[test]
 fn finalize_logs_and_is_done() {
     let host = TestHost::new();

@@ -6,17 +6,37 @@
 //! Build with `cargo build --target wasm32-wasip2` (see
 //! `scripts/build-plugins.sh`); test the same code natively with [`TestHost`].
 //!
+//! [`prelude`] brings the everyday items; the crate root has every item,
+//! grouped by capability: reconcile, children, status and conditions,
+//! events, SQL, passwords, admission and testing. The settings schema is
+//! derived from the settings type ([`PluginInfo::settings`]), a status can
+//! be typed ([`Response::status_of`]), and an early return keeps existing
+//! children ([`Response::keep_child`]) instead of letting the host prune them.
+//!
 //! ```
-//! use serde::Deserialize;
-//! use serde_json::json;
-//! use wasm_operator_sdk::{
-//!     ChildBuilder, Condition, Conditions, Context, GroupVersionKind, Plugin, PluginError,
-//!     PluginInfo, Request, Response, TestHost, export_plugin,
-//! };
+//! use schemars::JsonSchema;
+//! use serde::{Deserialize, Serialize};
+//! use wasm_operator_sdk::TestHost;
+//! use wasm_operator_sdk::prelude::*;
 //!
 //! #[derive(Deserialize)]
 //! struct Spec {
 //!     motd: String,
+//! }
+//!
+//! /// The binding's settings; the host validates them against the schema
+//! /// derived from this type.
+//! #[derive(Deserialize, JsonSchema)]
+//! #[serde(rename_all = "camelCase", deny_unknown_fields)]
+//! struct Settings {
+//!     /// Appended to every message.
+//!     #[serde(default)]
+//!     signature: String,
+//! }
+//!
+//! #[derive(Serialize)]
+//! struct Status {
+//!     conditions: Conditions,
 //! }
 //!
 //! struct Motd;
@@ -25,20 +45,20 @@
 //!     fn describe() -> PluginInfo {
 //!         PluginInfo::new("motd", "0.1.0", GroupVersionKind::new("example.com", "v1", "Motd"))
 //!             .child_kind(GroupVersionKind::core("v1", "ConfigMap"))
+//!             .settings::<Settings>()
 //!     }
 //!
 //!     fn reconcile(ctx: &Context<'_>, req: &Request) -> Result<Response, PluginError> {
 //!         let spec: Spec = req.object.spec()?; // errors name the field: `spec.motd: …`
+//!         let settings: Settings = req.settings_as()?;
 //!         ctx.info("reconciling", &[("name", req.object.name())]);
 //!         let child = ChildBuilder::config_map(format!("{}-motd", req.object.name()))
 //!             .namespace(req.object.namespace().unwrap_or_default())
-//!             .data("motd", spec.motd)
+//!             .data("motd", format!("{}{}", spec.motd, settings.signature))
 //!             .build();
 //!         let conditions = Conditions::from_object(&req.object)
 //!             .set(Condition::ready("Reconciled", "motd is published"), ctx.now());
-//!         Ok(Response::new()
-//!             .child(child)
-//!             .status(json!({ "conditions": conditions })))
+//!         Response::new().child(child).status_of(&Status { conditions })
 //!     }
 //! }
 //!
@@ -46,13 +66,14 @@
 //!
 //! // The same logic, natively:
 //! let host = TestHost::new();
-//! let object = json!({
+//! let object = serde_json::json!({
 //!     "apiVersion": "example.com/v1", "kind": "Motd",
 //!     "metadata": {"name": "hi", "namespace": "demo", "generation": 1},
 //!     "spec": {"motd": "hello"}
 //! });
 //! let response = Motd::reconcile(&Context::new(&host), &Request::new(object)).unwrap();
 //! assert_eq!(response.children[0]["data"]["motd"], "hello");
+//! assert_eq!(Motd::describe().finalizer(), "plugins.systems.mikemiller.tech/motd");
 //! ```
 //!
 //! # What a plugin may do
@@ -80,25 +101,54 @@ mod reconcile;
 mod selector;
 mod sql;
 mod testing;
+mod vocabulary;
 mod wasm_host;
 
-pub use admission::{AdmissionRequest, Mutation, Operation, Validation};
-pub use child::ChildBuilder;
-pub use conditions::{Condition, ConditionStatus, Conditions, READY};
+// Reconcile: the traits, the description, what a call receives and returns.
 pub use context::{Context, Host, Level};
 pub use error::{HostCall, HostError, PluginError};
-pub use event::{Event, EventType};
 pub use kind::GroupVersionKind;
 pub use object::{DecodeError, DecodeTarget, Object};
-pub use password::{RandomError, generate_password, scram_sha_256_verifier};
-pub use plugin::{AdmissionPlugin, Plugin, PluginInfo};
+pub use plugin::{Plugin, PluginInfo};
 pub use reconcile::{FinalizeResponse, Request, Response};
 pub use selector::{LabelSelector, SelectorError};
+
+// Children, and the names the host writes on them and on their owners.
+pub use child::ChildBuilder;
+pub use vocabulary::{FINALIZER_PREFIX, OWNER_UID_LABEL, PLUGIN_LABEL, finalizer_name};
+
+// Status and conditions.
+pub use conditions::{Condition, ConditionStatus, Conditions, READY};
+
+// Events.
+pub use event::{Event, EventType};
+
+// SQL: read-only queries, planned writes, quoting.
 pub use sql::{
     MAX_IDENTIFIER_BYTES, QueryResult, QuoteError, SqlPlan, SqlStatement, SqlValue,
     quote_identifier, quote_literal,
 };
+
+// Passwords.
+pub use password::{RandomError, generate_password, scram_sha_256_verifier};
+
+// Admission.
+pub use admission::{AdmissionRequest, Mutation, Operation, Validation};
+pub use plugin::AdmissionPlugin;
+
+// Testing: an in-memory host for native tests.
 pub use testing::{LogRecord, QueryRecord, TestHost};
+
+/// The everyday items of a reconciler plugin, for `use wasm_operator_sdk::prelude::*;`.
+///
+/// SQL, passwords, admission and testing are imported by name from the
+/// crate root.
+pub mod prelude {
+    pub use crate::{
+        ChildBuilder, Condition, Conditions, Context, Event, FinalizeResponse, GroupVersionKind,
+        Object, Plugin, PluginError, PluginInfo, Request, Response, export_plugin,
+    };
+}
 
 /// Items the export macros expand to. Not part of the API.
 #[doc(hidden)]

@@ -128,26 +128,10 @@ pub(crate) fn existing_password(req: &Request, name: &str) -> Option<String> {
     String::from_utf8(bytes).ok().filter(|p| !p.is_empty())
 }
 
-/// The existing Secret `name` as a child to return unchanged, so that a
-/// reconcile that cannot proceed does not make the host prune it.
-pub(crate) fn keep_existing(req: &Request, name: &str) -> Option<Value> {
-    let secret = req.existing_child(&secret_kind(), name)?;
-    let mut child = ChildBuilder::new(&secret_kind(), name);
-    if let Some(namespace) = secret.namespace() {
-        child = child.namespace(namespace);
-    }
-    if let Some(type_) = secret.pointer("/type") {
-        child = child.field("type", type_.clone());
-    }
-    if let Some(data) = secret.pointer("/data") {
-        child = child.field("data", data.clone());
-    }
-    Some(child.build())
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+    use wasm_operator_sdk::Response;
 
     use super::*;
 
@@ -261,7 +245,9 @@ mod tests {
             Some("secret")
         );
         assert_eq!(existing_password(&request, "other"), None);
-        let kept = keep_existing(&request, "app-credentials").unwrap();
+        let kept = &Response::new()
+            .keep_child(&request, &secret_kind(), "app-credentials")
+            .children[0];
         assert_eq!(kept["data"]["password"], "c2VjcmV0");
         assert_eq!(kept["metadata"]["namespace"], "infra");
     }

@@ -97,11 +97,48 @@ pub fn secret_kind() -> GroupVersionKind {
     GroupVersionKind::core("v1", "Secret")
 }
 
-/// The settings schema of every Postgres plugin: no settings.
-fn no_settings_schema() -> serde_json::Value {
-    serde_json::json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "additionalProperties": false
-    })
+/// The Postgres plugins take no settings: a binding's settings must be `{}`.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NoSettings {}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+    use wasm_operator_sdk::Plugin;
+
+    use super::*;
+
+    /// The settings schema the plugins wrote by hand before deriving it from [`NoSettings`].
+    fn hand_written_settings_schema() -> Value {
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "additionalProperties": false
+        })
+    }
+
+    #[test]
+    fn every_plugin_accepts_only_empty_settings_as_the_hand_written_schema_did() {
+        let hand_written = jsonschema::validator_for(&hand_written_settings_schema()).unwrap();
+        for info in [
+            PostgresServerPlugin::describe(),
+            DatabasePlugin::describe(),
+            DatabaseUserPlugin::describe(),
+        ] {
+            let derived = jsonschema::validator_for(&info.settings_schema).unwrap();
+            assert!(hand_written.is_valid(&json!({})));
+            assert!(derived.is_valid(&json!({})), "{}", info.name);
+            for refused in [
+                json!({"defaultAudience": "operators"}),
+                json!({"server": {}}),
+                json!([]),
+                json!("none"),
+                json!(null),
+            ] {
+                assert!(!hand_written.is_valid(&refused), "{refused}");
+                assert!(!derived.is_valid(&refused), "{}: {refused}", info.name);
+            }
+        }
+    }
 }

@@ -4,13 +4,13 @@
 //! Events are emitted only for changes, so a converged object gets none.
 
 use postgres_api::{CommonStatus, CredentialsStatus};
-use serde::Serialize;
 use serde_json::Value;
 use wasm_operator_sdk::{
-    Condition, ConditionStatus, Conditions, Context, Event, Object, READY, Request, Response,
+    Condition, ConditionStatus, Conditions, Context, Event, Object, PluginError, READY, Request,
+    Response,
 };
 
-use crate::credentials::keep_existing;
+use crate::secret_kind;
 
 /// The reason of `Ready=True` once everything is in place.
 pub const READY_REASON: &str = "Ready";
@@ -41,6 +41,9 @@ pub(crate) fn not_ready_event(object: &Object, reason: &str, message: &str) -> O
 /// event when the reason is new, and the credentials Secret `secret` kept
 /// when it exists (a Secret left out of a response would be deleted, and
 /// its password with it).
+///
+/// # Errors
+/// Only if the status cannot be serialized (`Response::status_of`).
 pub(crate) fn not_ready(
     ctx: &Context<'_>,
     req: &Request,
@@ -48,7 +51,7 @@ pub(crate) fn not_ready(
     mut status: CredentialsStatus,
     reason: &str,
     message: String,
-) -> Response {
+) -> Result<Response, PluginError> {
     let object = &req.object;
     ctx.info(
         "not ready",
@@ -59,14 +62,13 @@ pub(crate) fn not_ready(
         conditions: conditions(ctx, object, Condition::not_ready(reason, message)),
         ..CommonStatus::default()
     };
-    let mut response = Response::new().status(to_json(&status));
-    if let Some(secret) = keep_existing(req, secret) {
-        response = response.child(secret);
-    }
+    let mut response = Response::new()
+        .keep_child(req, &secret_kind(), secret)
+        .status_of(&status)?;
     if let Some(event) = event {
         response = response.event(event);
     }
-    response
+    Ok(response)
 }
 
 /// Whether the object's status describes its current generation: then a
@@ -134,9 +136,4 @@ impl Changes {
         }
         events
     }
-}
-
-/// A status struct as JSON.
-pub(crate) fn to_json<T: Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
 }

@@ -12,8 +12,8 @@ use wasm_operator_sdk::{
     Condition, Context, Event, Plugin, PluginError, PluginInfo, Request, Response, SqlValue,
 };
 
-use crate::outcome::{READY_REASON, conditions, not_ready_event, to_json};
-use crate::{no_settings_schema, postgres_server_kind};
+use crate::outcome::{READY_REASON, conditions, not_ready_event};
+use crate::{NoSettings, postgres_server_kind};
 
 /// Asks the server for its version.
 pub const VERSION_QUERY: &str = "select current_setting('server_version') as server_version, \
@@ -36,7 +36,7 @@ impl Plugin for PostgresServerPlugin {
             postgres_server_kind(),
         )
         .sql()
-        .settings_schema(no_settings_schema())
+        .settings::<NoSettings>()
     }
 
     fn reconcile(ctx: &Context<'_>, req: &Request) -> Result<Response, PluginError> {
@@ -101,9 +101,7 @@ impl Plugin for PostgresServerPlugin {
                 (status, event, UNREACHABLE_RECHECK)
             }
         };
-        let mut response = Response::new()
-            .status(to_json(&status))
-            .requeue_after(requeue);
+        let mut response = Response::new().status_of(&status)?.requeue_after(requeue);
         if let Some(event) = event {
             response = response.event(event);
         }

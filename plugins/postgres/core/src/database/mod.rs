@@ -12,18 +12,18 @@ mod plan;
 use postgres_api::{Binding, CommonStatus, CredentialsStatus, DatabaseSpec, ReclaimPolicy};
 use wasm_operator_sdk::{
     Condition, Context, FinalizeResponse, Object, Plugin, PluginError, PluginInfo, Request,
-    Response, SqlValue,
+    Response, SqlValue, finalizer_name,
 };
 
 use crate::credentials::{Credentials, existing_password};
 use crate::names::{
     check_database_name, check_identifier, check_literal, check_role_name, check_schema_name,
 };
-use crate::outcome::{READY_REASON, conditions, not_ready, status_is_current, to_json};
+use crate::outcome::{READY_REASON, conditions, not_ready, status_is_current};
 use crate::password::{self, Rotation, rotation_annotation};
 use crate::rows::{flag, int};
 use crate::servers::{SERVER_NOT_ALLOWED, granted_server, is_granted, not_allowed_message};
-use crate::{database_kind, no_settings_schema, postgres_server_kind, secret_kind};
+use crate::{NoSettings, database_kind, postgres_server_kind, secret_kind};
 
 pub use observe::{FINALIZE_QUERY, INSIDE_QUERY, OBSERVE_QUERY};
 
@@ -35,8 +35,8 @@ pub const SERVER_UNAVAILABLE: &str = "ServerUnavailable";
 /// The Database plugin.
 pub struct DatabasePlugin;
 
-/// The finalizer the host puts on Databases for this plugin.
-const FINALIZER: &str = "plugins.systems.mikemiller.tech/postgres-database";
+/// The plugin's name: its binding's and its finalizer's.
+const NAME: &str = "postgres-database";
 
 /// The name of a Database's credentials Secret.
 #[must_use]
@@ -129,15 +129,11 @@ impl<'a> Desired<'a> {
 
 impl Plugin for DatabasePlugin {
     fn describe() -> PluginInfo {
-        PluginInfo::new(
-            "postgres-database",
-            env!("CARGO_PKG_VERSION"),
-            database_kind(),
-        )
-        .child_kind(secret_kind())
-        .read_kind(postgres_server_kind())
-        .sql()
-        .settings_schema(no_settings_schema())
+        PluginInfo::new(NAME, env!("CARGO_PKG_VERSION"), database_kind())
+            .child_kind(secret_kind())
+            .read_kind(postgres_server_kind())
+            .sql()
+            .settings::<NoSettings>()
     }
 
     fn reconcile(ctx: &Context<'_>, req: &Request) -> Result<Response, PluginError> {
@@ -146,21 +142,21 @@ impl Plugin for DatabasePlugin {
         let status: CredentialsStatus = object.status().unwrap_or_default();
         let namespace = namespace(object)?;
         let Some(server_ref) = &spec.server_ref else {
-            return Ok(dedicated_instance_unsupported(ctx, req, status));
+            return dedicated_instance_unsupported(ctx, req, status);
         };
         let key = server_ref.key(namespace);
         let desired = Desired::validate(object, &spec, &status, &key)?;
         let secret = secret_name(object.name());
         let Some(server) = granted_server(ctx, req, &key)? else {
             let message = not_allowed_message(&key, "Database", namespace);
-            return Ok(not_ready(
+            return not_ready(
                 ctx,
                 req,
                 &secret_name(object.name()),
                 status,
                 SERVER_NOT_ALLOWED,
                 message,
-            ));
+            );
         };
 
         let password = password::decide(
@@ -232,7 +228,7 @@ impl Plugin for DatabasePlugin {
                 ("statements", &count(&plans).to_string()),
             ],
         );
-        let mut response = Response::new().child(child).status(to_json(&status));
+        let mut response = Response::new().child(child).status_of(&status)?;
         for plan in plans {
             response = response.sql(plan);
         }
@@ -286,8 +282,9 @@ impl Plugin for DatabasePlugin {
                 SERVER_UNAVAILABLE,
                 format!(
                     "cannot drop database {name:?} (reclaimPolicy Delete): {why}; fix the server, \
-                     or remove the finalizer {FINALIZER} from the Database by hand to leave the \
-                     database on the server"
+                     or remove the finalizer {} from the Database by hand to leave the \
+                     database on the server",
+                    finalizer_name(NAME)
                 ),
             )
         };
@@ -337,7 +334,7 @@ fn dedicated_instance_unsupported(
     ctx: &Context<'_>,
     req: &Request,
     status: CredentialsStatus,
-) -> Response {
+) -> Result<Response, PluginError> {
     let message = "dedicated instances (spec.size, spec.version, spec.replication) are not \
                    supported yet; set spec.serverRef to a PostgresServer to manage this \
                    database on an existing server";

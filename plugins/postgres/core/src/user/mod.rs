@@ -17,19 +17,18 @@ use postgres_api::{
 use wasm_operator_sdk::{
     Condition, ConditionStatus, Conditions, Context, Event, FinalizeResponse, Object, Plugin,
     PluginError, PluginInfo, READY, Request, Response, SqlPlan, SqlStatement, SqlValue,
+    finalizer_name,
 };
 
 use crate::credentials::{Credentials, existing_password};
 use crate::grants::{self, Profile};
 use crate::names::{check_role_name, check_timestamp, ident};
-use crate::outcome::{Changes, READY_REASON, conditions, not_ready, status_is_current, to_json};
+use crate::outcome::{Changes, READY_REASON, conditions, not_ready, status_is_current};
 use crate::password::{self, Rotation, rotation_annotation};
 use crate::role;
 use crate::rows::{flag, int, list, query_failed, text};
 use crate::servers::{SERVER_NOT_ALLOWED, granted_server, is_granted, not_allowed_message};
-use crate::{
-    database_kind, database_user_kind, no_settings_schema, postgres_server_kind, secret_kind,
-};
+use crate::{NoSettings, database_kind, database_user_kind, postgres_server_kind, secret_kind};
 use plan::{RoleInputs, access_name, grants_plan, role_plan};
 
 /// The reason of `Ready=False` while the Database is missing or not Ready.
@@ -42,8 +41,8 @@ pub const FINALIZE_QUERY: &str = "select exists (select 1 from pg_roles where ro
      (select r.rolname::text from pg_database d join pg_roles r on r.oid = d.datdba \
        where d.datname = $2::text) as owner";
 
-/// The finalizer the host puts on DatabaseUsers for this plugin.
-const FINALIZER: &str = "plugins.systems.mikemiller.tech/postgres-user";
+/// The plugin's name: its binding's and its finalizer's.
+const NAME: &str = "postgres-user";
 
 /// The DatabaseUser plugin.
 pub struct DatabaseUserPlugin;
@@ -75,16 +74,12 @@ struct Observed {
 
 impl Plugin for DatabaseUserPlugin {
     fn describe() -> PluginInfo {
-        PluginInfo::new(
-            "postgres-user",
-            env!("CARGO_PKG_VERSION"),
-            database_user_kind(),
-        )
-        .child_kind(secret_kind())
-        .read_kind(database_kind())
-        .read_kind(postgres_server_kind())
-        .sql()
-        .settings_schema(no_settings_schema())
+        PluginInfo::new(NAME, env!("CARGO_PKG_VERSION"), database_user_kind())
+            .child_kind(secret_kind())
+            .read_kind(database_kind())
+            .read_kind(postgres_server_kind())
+            .sql()
+            .settings::<NoSettings>()
     }
 
     fn reconcile(ctx: &Context<'_>, req: &Request) -> Result<Response, PluginError> {
@@ -105,15 +100,15 @@ impl Plugin for DatabaseUserPlugin {
         let placement = match placement(ctx, namespace, &spec.database_ref.name)? {
             Ok(placement) => placement,
             Err(message) => {
-                return Ok(not_ready(
+                let response = not_ready(
                     ctx,
                     req,
                     &secret_name(req.object.name()),
                     status,
                     DATABASE_NOT_READY,
                     message,
-                )
-                .requeue_after(DATABASE_NOT_READY_RECHECK));
+                )?;
+                return Ok(response.requeue_after(DATABASE_NOT_READY_RECHECK));
             }
         };
         if spec.username == placement.owner {
@@ -125,14 +120,14 @@ impl Plugin for DatabaseUserPlugin {
         let key = placement.key.as_str();
         let Some(server) = granted_server(ctx, req, key)? else {
             let message = not_allowed_message(key, "DatabaseUser", namespace);
-            return Ok(not_ready(
+            return not_ready(
                 ctx,
                 req,
                 &secret_name(req.object.name()),
                 status,
                 SERVER_NOT_ALLOWED,
                 message,
-            ));
+            );
         };
         let secret = secret_name(object.name());
         let password = password::decide(
@@ -210,7 +205,7 @@ impl Plugin for DatabaseUserPlugin {
         );
         let mut response = Response::new()
             .child(child)
-            .status(to_json(&status))
+            .status_of(&status)?
             .sql(main)
             .sql(inside);
         for event in changes.events(key) {
@@ -251,8 +246,9 @@ impl Plugin for DatabaseUserPlugin {
                 "ServerUnavailable",
                 format!(
                     "cannot drop role {user:?} (reclaimPolicy Delete): {why}; fix the server, or \
-                     remove the finalizer {FINALIZER} from the DatabaseUser by hand to leave the \
-                     role on the server"
+                     remove the finalizer {} from the DatabaseUser by hand to leave the \
+                     role on the server",
+                    finalizer_name(NAME)
                 ),
             )
         };

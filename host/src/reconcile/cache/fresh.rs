@@ -16,12 +16,12 @@ use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::runtime::watcher;
 
-use super::cache::slim;
+use super::slim::slim;
 
 /// Objects this controller wrote or deleted that its cache may not show
 /// yet, by namespace and name.
 #[derive(Debug, Default, Clone)]
-pub(super) struct WrittenObjects {
+pub(in crate::reconcile) struct WrittenObjects {
     pending: Arc<Mutex<HashMap<Key, Written>>>,
 }
 
@@ -46,7 +46,11 @@ enum Written {
 impl WrittenObjects {
     /// Remembers `written`, what a write returned, slimmed as the caches
     /// keep objects; `before` is the object as it was, if it existed.
-    pub(super) fn record(&self, before: Option<&DynamicObject>, mut written: DynamicObject) {
+    pub(in crate::reconcile) fn record(
+        &self,
+        before: Option<&DynamicObject>,
+        mut written: DynamicObject,
+    ) {
         slim(&mut written);
         self.lock().insert(
             key(&written),
@@ -58,14 +62,17 @@ impl WrittenObjects {
     }
 
     /// Remembers that `object` was deleted.
-    pub(super) fn record_deleted(&self, object: &DynamicObject) {
+    pub(in crate::reconcile) fn record_deleted(&self, object: &DynamicObject) {
         self.lock()
             .insert(key(object), Written::Deleted { uid: object.uid() });
     }
 
     /// `cached` as this controller last left it: the object its write
     /// returned when the cache is older, `None` when it deleted it.
-    pub(super) fn overlay(&self, cached: Arc<DynamicObject>) -> Option<Arc<DynamicObject>> {
+    pub(in crate::reconcile) fn overlay(
+        &self,
+        cached: Arc<DynamicObject>,
+    ) -> Option<Arc<DynamicObject>> {
         let key = key(&cached);
         let mut pending = self.lock();
         match pending.get(&key) {
@@ -83,7 +90,7 @@ impl WrittenObjects {
 
     /// Objects this controller created that the cache does not hold yet and
     /// that `wanted` selects; `cached` says whether the cache holds a key.
-    pub(super) fn created(
+    pub(in crate::reconcile) fn created(
         &self,
         wanted: impl Fn(&DynamicObject) -> bool,
         cached: impl Fn(&DynamicObject) -> bool,
@@ -101,7 +108,7 @@ impl WrittenObjects {
 
     /// Forgets what the watch has now delivered: keeps the record as small
     /// as the watch's lag.
-    pub(super) fn observe(&self, event: &watcher::Event<DynamicObject>) {
+    pub(in crate::reconcile) fn observe(&self, event: &watcher::Event<DynamicObject>) {
         match event {
             watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
                 let key = key(object);

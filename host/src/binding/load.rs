@@ -1,21 +1,22 @@
-//! Turns `ReconcilerPlugin` bindings into running plugins: reads the
+//! Turns a `ReconcilerPlugin`'s component into a [`BoundPlugin`]: reads the
 //! component, checks its pin, loads it, checks that it may replace the
 //! version in service, validates the settings against the plugin's schema,
-//! computes its grants, and reports the outcome in the binding's status.
+//! and computes its grants.
 //!
-//! The operator ([`crate::reload`]) and `wasm-operator plugin push`
-//! ([`crate::publish`]) make the same checks through these functions.
+//! The operator (the [`supervisor`](super::supervisor)) and `wasm-operator
+//! plugin push` ([`crate::publish`]) make the same checks through these
+//! functions.
+
+use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::controller::{EffectiveGrants, PluginBinding};
-use crate::crd::{ConfigMapSource, ReconcilerPlugin, ReconcilerPluginSpec, ReconcilerPluginStatus};
+use super::bound::BoundPlugin;
+use crate::crd::{ConfigMapSource, GrantsSpec, ReconcilerPluginSpec};
+use crate::grants::{Grants, ServerPattern};
 use crate::runtime::{LoadError, Plugin, PluginDescription, PluginDigest, Runtime};
+use crate::vocabulary::ObjectKind;
 
 /// The most a ConfigMap can hold; components are refused above it.
 pub const MAX_COMPONENT_BYTES: usize = 1 << 20;
@@ -246,12 +247,12 @@ pub fn check_replaces(
 ///
 /// # Errors
 /// [`BindingError::Settings`] or [`BindingError::Schema`].
-pub fn bind(plugin: &Plugin, spec: &ReconcilerPluginSpec) -> Result<PluginBinding, BindingError> {
+pub fn bind(plugin: &Plugin, spec: &ReconcilerPluginSpec) -> Result<BoundPlugin, BindingError> {
     let settings = spec.settings.clone().unwrap_or_else(|| json!({}));
     validate_settings(&plugin.description().settings_schema, &settings)?;
-    Ok(PluginBinding {
+    Ok(BoundPlugin {
         plugin: plugin.with_limits(spec.limits.to_limits()),
-        grants: EffectiveGrants::intersect(plugin.description(), &spec.grants),
+        grants: grants_for(plugin.description(), &spec.grants),
         settings,
         concurrency: spec.limits.concurrency(),
     })
@@ -274,8 +275,8 @@ pub async fn load(
     runtime: &Runtime,
     spec: &ReconcilerPluginSpec,
     bytes: &[u8],
-    serving: Option<&PluginBinding>,
-) -> Result<PluginBinding, BindingError> {
+    serving: Option<&BoundPlugin>,
+) -> Result<BoundPlugin, BindingError> {
     let digest = PluginDigest::of(bytes);
     check_pin(spec, &digest)?;
     let plugin = match serving {
@@ -291,6 +292,27 @@ pub async fn load(
         )?;
     }
     bind(&plugin, spec)
+}
+
+/// The grants a plugin runs under: what it requested in `describe`, as far
+/// as its binding allows it.
+pub fn grants_for(description: &PluginDescription, allowed: &GrantsSpec) -> Grants {
+    let requested = |requested: &[ObjectKind], allowed: &[ObjectKind]| -> BTreeSet<ObjectKind> {
+        requested
+            .iter()
+            .filter(|kind| allowed.contains(kind))
+            .cloned()
+            .collect()
+    };
+    Grants {
+        read_kinds: requested(&description.read_kinds, &allowed.read),
+        child_kinds: requested(&description.child_kinds, &allowed.children),
+        servers: if description.wants_sql {
+            allowed.servers.iter().map(ServerPattern::new).collect()
+        } else {
+            Vec::new()
+        },
+    }
 }
 
 /// Checks settings against a plugin's JSON Schema.
@@ -317,171 +339,10 @@ pub fn validate_settings(schema: &Value, settings: &Value) -> Result<(), Binding
     }
 }
 
-/// What a binding's status reports.
-#[derive(Debug, Clone, Copy)]
-pub enum BindingState<'a> {
-    /// This version serves, and it is what the binding points at.
-    Serving(&'a PluginBinding),
-    /// What the binding points at was refused; `serving`, if any, stays in
-    /// service.
-    Refused {
-        /// The version that keeps serving.
-        serving: Option<&'a PluginBinding>,
-        /// Why the binding's component was refused.
-        error: &'a BindingError,
-        /// The refused component's digest, when its bytes could be read.
-        digest: Option<&'a PluginDigest>,
-    },
-}
-
-/// The status that reports `state`, keeping the transition times of
-/// unchanged conditions from `previous`.
-pub fn status_for(
-    binding: &ReconcilerPlugin,
-    previous: &ReconcilerPluginStatus,
-    state: BindingState<'_>,
-) -> ReconcilerPluginStatus {
-    let generation = binding.metadata.generation;
-    let (serving, refused) = match state {
-        BindingState::Serving(serving) => (Some(serving), None),
-        BindingState::Refused {
-            serving,
-            error,
-            digest,
-        } => (serving, Some((error, digest))),
-    };
-    let mut status = ReconcilerPluginStatus {
-        observed_generation: generation,
-        rejected_digest: refused.and_then(|(_, d)| d.map(ToString::to_string)),
-        last_error: refused.map(|(e, _)| e.to_string()),
-        ..ReconcilerPluginStatus::default()
-    };
-    let serving_message = serving.map(|s| {
-        let d = s.plugin.description();
-        status.digest = Some(s.plugin.digest().to_string());
-        status.plugin_name = Some(d.name.clone());
-        status.plugin_version = Some(d.version.clone());
-        status.wit_version = Some(d.wit_version.clone());
-        status.target = Some(d.target.to_string());
-        format!(
-            "{} {} ({}) reconciles {}",
-            d.name,
-            d.version,
-            s.plugin.digest(),
-            d.target
-        )
-    });
-    let condition = |type_: &str, ok: bool, reason: &str, message: String| {
-        condition(
-            &previous.conditions,
-            type_,
-            ok,
-            reason,
-            &message,
-            generation,
-        )
-    };
-    let (loaded, ready) = match (serving_message, refused) {
-        (Some(message), None) => (
-            condition("Loaded", true, "Loaded", message.clone()),
-            condition("Ready", true, "Serving", message),
-        ),
-        (Some(message), Some((error, _))) => (
-            condition(
-                "Loaded",
-                false,
-                error.reason(),
-                format!(
-                    "{error}; the previous version {} keeps serving",
-                    status.digest.as_deref().unwrap_or_default()
-                ),
-            ),
-            condition("Ready", true, "Serving", message),
-        ),
-        (None, Some((error, _))) => (
-            condition("Loaded", false, error.reason(), error.to_string()),
-            condition("Ready", false, error.reason(), error.to_string()),
-        ),
-        (None, None) => unreachable!("BindingState::Serving always has a version"),
-    };
-    status.conditions = vec![loaded, ready];
-    status
-}
-
-/// Writes a binding's status reporting `state`, unless `previous` (the
-/// status last written) already says the same. Returns the status now in
-/// place.
-///
-/// # Errors
-/// When the status cannot be written.
-pub async fn record_status(
-    client: &Client,
-    binding: &ReconcilerPlugin,
-    previous: &ReconcilerPluginStatus,
-    state: BindingState<'_>,
-) -> Result<ReconcilerPluginStatus, kube::Error> {
-    let status = status_for(binding, previous, state);
-    if status == *previous {
-        return Ok(status);
-    }
-    let api: Api<ReconcilerPlugin> = Api::all(client.clone());
-    api.patch_status(
-        &binding.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"status": status_patch(&status)})),
-    )
-    .await?;
-    Ok(status)
-}
-
-/// The status as a merge patch: fields that are unset are written as
-/// `null`, so that a merge patch removes what an earlier status said.
-fn status_patch(status: &ReconcilerPluginStatus) -> Value {
-    let mut patch = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
-    if let Some(fields) = patch.as_object_mut() {
-        for key in [
-            "digest",
-            "pluginName",
-            "pluginVersion",
-            "witVersion",
-            "target",
-            "rejectedDigest",
-            "lastError",
-        ] {
-            fields.entry(key).or_insert(Value::Null);
-        }
-    }
-    patch
-}
-
-fn condition(
-    previous: &[Condition],
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: &str,
-    generation: Option<i64>,
-) -> Condition {
-    let status = if ok { "True" } else { "False" };
-    let since = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| Time(Timestamp::now()));
-    Condition {
-        type_: type_.to_owned(),
-        status: status.to_owned(),
-        reason: reason.to_owned(),
-        message: message.to_owned(),
-        last_transition_time: since,
-        observed_generation: generation,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::ObjectKind;
+    use crate::crd::ReconcilerPlugin;
 
     fn description(name: &str, kind: &str) -> PluginDescription {
         PluginDescription {
@@ -563,36 +424,6 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_first_version_is_not_ready_and_names_the_refused_digest() {
-        let digest = PluginDigest::of(b"bad");
-        let error = BindingError::Load(LoadError::NotAComponent {
-            found: "a core WebAssembly module",
-        });
-        let status = status_for(
-            &binding(),
-            &ReconcilerPluginStatus::default(),
-            BindingState::Refused {
-                serving: None,
-                error: &error,
-                digest: Some(&digest),
-            },
-        );
-        assert_eq!(status.rejected_digest, Some(digest.to_string()));
-        assert_eq!(status.digest, None);
-        assert_eq!(status.observed_generation, Some(3));
-        for type_ in ["Loaded", "Ready"] {
-            let c = status.conditions.iter().find(|c| c.type_ == type_).unwrap();
-            assert_eq!(
-                (c.status.as_str(), c.reason.as_str()),
-                ("False", "NotAComponent")
-            );
-        }
-        let patch = status_patch(&status);
-        assert_eq!(patch["digest"], Value::Null, "{patch}");
-        assert_eq!(patch["rejectedDigest"], json!(digest.to_string()));
-    }
-
-    #[test]
     fn each_check_has_its_own_reason() {
         let digest = PluginDigest::of(b"x");
         let reasons = [
@@ -623,5 +454,30 @@ mod tests {
         ];
         let unique: std::collections::BTreeSet<_> = reasons.iter().collect();
         assert_eq!(unique.len(), reasons.len(), "{reasons:?}");
+    }
+
+    #[test]
+    fn a_plugin_gets_only_what_it_asks_for_and_its_binding_allows() {
+        let cm = ObjectKind::new("", "v1", "ConfigMap");
+        let secret = ObjectKind::new("", "v1", "Secret");
+        let description = PluginDescription {
+            child_kinds: vec![cm.clone(), secret.clone()],
+            read_kinds: vec![secret],
+            ..description("p", "Thing")
+        };
+        let grants = grants_for(
+            &description,
+            &GrantsSpec {
+                read: vec![cm.clone()],
+                children: vec![cm.clone()],
+                servers: vec!["db/main".into()],
+            },
+        );
+        assert_eq!(grants.child_kinds, BTreeSet::from([cm]));
+        assert!(
+            grants.read_kinds.is_empty(),
+            "the binding does not allow Secret reads"
+        );
+        assert!(grants.servers.is_empty(), "the plugin asked for no SQL");
     }
 }

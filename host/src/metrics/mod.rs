@@ -1,153 +1,32 @@
 //! Prometheus metrics of the operator, served as OpenMetrics text on `/metrics`.
 //!
-//! Every label comes from a bounded set: plugin names and kinds (one per
-//! `ReconcilerPlugin`), the enums below, and `&'static str` reasons. Error
-//! messages never become labels, so the number of series stays bounded
-//! however a plugin misbehaves.
+//! Every series is labelled with its `binding` (the `ReconcilerPlugin`) and
+//! its `plugin` (the name the component gives itself), and every other
+//! label comes from a bounded set: kinds (one per binding), the enums in
+//! [`labels`], and `&'static str` reasons. Error messages never become
+//! labels, so the number of series stays bounded however a plugin
+//! misbehaves.
+
+mod labels;
 
 use std::time::{Duration, Instant};
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+pub use labels::{BindingLabels, Export, Outcome, WriteVerb};
+use labels::{
+    ErrorLabels, ExportLabels, LoadLabels, OutcomeLabels, PluginKindLabels, ReasonLabels,
+    TrapLabels, VerbLabels,
+};
+
 use crate::runtime::{CallError, LoadSource};
 
 /// The prefix of every series name.
 const PREFIX: &str = "wasm_operator";
-
-/// How a reconcile ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// The decision was carried out.
-    Success,
-    /// The plugin call or carrying out its decision failed.
-    Error,
-    /// The plugin's response was outside its grants and was not carried out.
-    Refused,
-}
-
-impl Outcome {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Success => "success",
-            Self::Error => "error",
-            Self::Refused => "refused",
-        }
-    }
-}
-
-/// A function a plugin exports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Export {
-    /// `describe`, called once per load.
-    Describe,
-    /// `reconcile`.
-    Reconcile,
-    /// `finalize`, on deletion.
-    Finalize,
-    /// `validate`, for validating admission.
-    Validate,
-    /// `mutate`, for mutating admission.
-    Mutate,
-}
-
-impl Export {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Describe => "describe",
-            Self::Reconcile => "reconcile",
-            Self::Finalize => "finalize",
-            Self::Validate => "validate",
-            Self::Mutate => "mutate",
-        }
-    }
-}
-
-/// A write the host makes on a plugin's behalf.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WriteVerb {
-    /// Server-side apply of a child.
-    Apply,
-    /// Deletion of a child no longer desired.
-    Delete,
-    /// A status patch of the reconciled object.
-    Status,
-    /// An emitted Event.
-    Event,
-}
-
-impl WriteVerb {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Apply => "apply",
-            Self::Delete => "delete",
-            Self::Status => "status",
-            Self::Event => "event",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct PluginLabels {
-    plugin: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct PluginKindLabels {
-    plugin: String,
-    kind: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct OutcomeLabels {
-    plugin: String,
-    kind: String,
-    outcome: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ErrorLabels {
-    plugin: String,
-    kind: String,
-    reason: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ExportLabels {
-    plugin: String,
-    export: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct TrapLabels {
-    plugin: String,
-    kind: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ReasonLabels {
-    plugin: String,
-    reason: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct LoadLabels {
-    plugin: String,
-    source: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct VerbLabels {
-    plugin: String,
-    verb: &'static str,
-}
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -177,11 +56,11 @@ pub struct Metrics {
     reconcile_duration: HistogramFamily<PluginKindLabels>,
     plugin_call_duration: HistogramFamily<ExportLabels>,
     plugin_traps: Family<TrapLabels, Counter>,
-    refused_outputs: Family<PluginLabels, Counter>,
-    queue_depth: Family<PluginLabels, Gauge>,
-    plugin_swaps: Family<PluginLabels, Counter>,
+    refused_outputs: Family<BindingLabels, Counter>,
+    queue_depth: Family<BindingLabels, Gauge>,
+    plugin_swaps: Family<BindingLabels, Counter>,
     plugin_rejections: Family<ReasonLabels, Counter>,
-    plugin_swap_latency: HistogramFamily<PluginLabels>,
+    plugin_swap_latency: HistogramFamily<BindingLabels>,
     plugin_load_duration: HistogramFamily<LoadLabels>,
     writes: Family<VerbLabels, Counter>,
 }
@@ -199,13 +78,13 @@ impl Metrics {
         let reconciles = Family::default();
         registry.register(
             "reconciles",
-            "Reconciles by plugin, kind and outcome (success, error, refused)",
+            "Reconciles by binding, kind and outcome (success, error, refused)",
             reconciles.clone(),
         );
         let reconcile_errors = Family::default();
         registry.register(
             "reconcile_errors",
-            "Failed reconciles by plugin, kind and reason",
+            "Failed reconciles by binding, kind and reason",
             reconcile_errors.clone(),
         );
         let reconcile_duration: HistogramFamily<_> =
@@ -239,7 +118,7 @@ impl Metrics {
         let queue_depth = Family::default();
         registry.register(
             "queue_depth",
-            "Objects waiting in a plugin's work queue",
+            "Objects waiting in a binding's work queue",
             queue_depth.clone(),
         );
         let plugin_swaps = Family::default();
@@ -294,17 +173,23 @@ impl Metrics {
     }
 
     /// Records a finished reconcile: its outcome and how long it took.
-    pub fn record_reconcile(&self, plugin: &str, kind: &str, outcome: Outcome, duration: Duration) {
+    pub fn record_reconcile(
+        &self,
+        who: &BindingLabels,
+        kind: &str,
+        outcome: Outcome,
+        duration: Duration,
+    ) {
         self.reconciles
             .get_or_create(&OutcomeLabels {
-                plugin: plugin.to_owned(),
+                binding: who.clone(),
                 kind: kind.to_owned(),
                 outcome: outcome.as_str(),
             })
             .inc();
         self.reconcile_duration
             .get_or_create(&PluginKindLabels {
-                plugin: plugin.to_owned(),
+                binding: who.clone(),
                 kind: kind.to_owned(),
             })
             .observe(duration.as_secs_f64());
@@ -312,10 +197,10 @@ impl Metrics {
 
     /// Counts a failed reconcile under a bounded reason, such as
     /// [`CallError::reason`] or a name of the host step that failed.
-    pub fn record_reconcile_error(&self, plugin: &str, kind: &str, reason: &'static str) {
+    pub fn record_reconcile_error(&self, who: &BindingLabels, kind: &str, reason: &'static str) {
         self.reconcile_errors
             .get_or_create(&ErrorLabels {
-                plugin: plugin.to_owned(),
+                binding: who.clone(),
                 kind: kind.to_owned(),
                 reason,
             })
@@ -323,25 +208,25 @@ impl Metrics {
     }
 
     /// Records how long one call into a plugin took.
-    pub fn record_plugin_call(&self, plugin: &str, export: Export, duration: Duration) {
-        self.plugin_call_histogram(plugin, export)
+    pub fn record_plugin_call(&self, who: &BindingLabels, export: Export, duration: Duration) {
+        self.plugin_call_histogram(who, export)
             .observe(duration.as_secs_f64());
     }
 
     /// Starts timing a call into a plugin; the duration is recorded when the
     /// returned timer is dropped, however the call ends.
     #[must_use = "the call is timed until the timer is dropped"]
-    pub fn time_plugin_call(&self, plugin: &str, export: Export) -> CallTimer {
+    pub fn time_plugin_call(&self, who: &BindingLabels, export: Export) -> CallTimer {
         CallTimer {
-            histogram: self.plugin_call_histogram(plugin, export),
+            histogram: self.plugin_call_histogram(who, export),
             started: Instant::now(),
         }
     }
 
-    fn plugin_call_histogram(&self, plugin: &str, export: Export) -> Histogram {
+    fn plugin_call_histogram(&self, who: &BindingLabels, export: Export) -> Histogram {
         self.plugin_call_duration
             .get_or_create_owned(&ExportLabels {
-                plugin: plugin.to_owned(),
+                binding: who.clone(),
                 export: export.as_str(),
             })
     }
@@ -350,7 +235,7 @@ impl Metrics {
     /// stopped it (deadline, memory limit, panic or trap). Other failures
     /// (the plugin's own errors, bad output) are not traps and are not counted
     /// here. Returns whether it was a trap.
-    pub fn record_call_failure(&self, plugin: &str, error: &CallError) -> bool {
+    pub fn record_call_failure(&self, who: &BindingLabels, error: &CallError) -> bool {
         let is_trap = matches!(
             error,
             CallError::DeadlineExceeded { .. }
@@ -361,7 +246,7 @@ impl Metrics {
         if is_trap {
             self.plugin_traps
                 .get_or_create(&TrapLabels {
-                    plugin: plugin.to_owned(),
+                    binding: who.clone(),
                     kind: error.reason(),
                 })
                 .inc();
@@ -370,55 +255,48 @@ impl Metrics {
     }
 
     /// Counts a plugin response refused for going beyond the plugin's grants.
-    pub fn record_refused_output(&self, plugin: &str) {
-        self.refused_outputs
-            .get_or_create(&plugin_labels(plugin))
-            .inc();
+    pub fn record_refused_output(&self, who: &BindingLabels) {
+        self.refused_outputs.get_or_create(who).inc();
     }
 
     /// Sets how many objects wait in a plugin's work queue.
-    pub fn set_queue_depth(&self, plugin: &str, depth: usize) {
+    pub fn set_queue_depth(&self, who: &BindingLabels, depth: usize) {
         self.queue_depth
-            .get_or_create(&plugin_labels(plugin))
+            .get_or_create(who)
             .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
-    /// Counts a new plugin version swapped in for the binding named `plugin`.
-    pub fn record_plugin_swap(&self, plugin: &str) {
-        self.plugin_swaps
-            .get_or_create(&plugin_labels(plugin))
-            .inc();
+    /// Counts a new plugin version swapped in.
+    pub fn record_plugin_swap(&self, who: &BindingLabels) {
+        self.plugin_swaps.get_or_create(who).inc();
     }
 
-    /// Counts a plugin version refused for the binding named `plugin`, under
-    /// a bounded reason such as
-    /// [`BindingError::reason`](crate::registry::BindingError::reason). The
-    /// binding's name, not the plugin's, labels it: a refused component's
-    /// own name is not to be trusted (nor bounded).
-    pub fn record_plugin_rejection(&self, plugin: &str, reason: &'static str) {
+    /// Counts a plugin version refused, under a bounded reason such as
+    /// [`BindingError::reason`](crate::binding::BindingError::reason). The
+    /// `plugin` label is the version in service (empty when none serves):
+    /// a refused component's own name is not to be trusted (nor bounded).
+    pub fn record_plugin_rejection(&self, who: &BindingLabels, reason: &'static str) {
         self.plugin_rejections
             .get_or_create(&ReasonLabels {
-                plugin: plugin.to_owned(),
+                binding: who.clone(),
                 reason,
             })
             .inc();
     }
 
-    /// Records how long the version swapped into the binding named `plugin`
-    /// took to take effect: from the change being seen to its first
+    /// Records how long the version swapped in took to take effect: from the change being seen to its first
     /// reconcile.
-    pub fn record_swap_latency(&self, plugin: &str, latency: Duration) {
+    pub fn record_swap_latency(&self, who: &BindingLabels, latency: Duration) {
         self.plugin_swap_latency
-            .get_or_create(&plugin_labels(plugin))
+            .get_or_create(who)
             .observe(latency.as_secs_f64());
     }
 
-    /// Records the load of a plugin version for the binding named `plugin`:
-    /// how long it took and whether it was compiled or read from the cache.
-    pub fn record_plugin_load(&self, plugin: &str, source: LoadSource, duration: Duration) {
+    /// Records the load of a plugin version: how long it took and whether it was compiled or read from the cache.
+    pub fn record_plugin_load(&self, who: &BindingLabels, source: LoadSource, duration: Duration) {
         self.plugin_load_duration
             .get_or_create(&LoadLabels {
-                plugin: plugin.to_owned(),
+                binding: who.clone(),
                 source: match source {
                     LoadSource::Compiled => "compiled",
                     LoadSource::Cached => "cached",
@@ -428,21 +306,21 @@ impl Metrics {
     }
 
     /// Counts a write to the Kubernetes API made for a plugin.
-    pub fn record_write(&self, plugin: &str, verb: WriteVerb) {
+    pub fn record_write(&self, who: &BindingLabels, verb: WriteVerb) {
         self.writes
             .get_or_create(&VerbLabels {
-                plugin: plugin.to_owned(),
+                binding: who.clone(),
                 verb: verb.as_str(),
             })
             .inc();
     }
 
-    /// How many writes of `verb` were made for `plugin` so far: lets tests
+    /// How many writes of `verb` were made for `who` so far: lets tests
     /// check that a reconcile with nothing to change wrote nothing.
-    pub fn write_count(&self, plugin: &str, verb: WriteVerb) -> u64 {
+    pub fn write_count(&self, who: &BindingLabels, verb: WriteVerb) -> u64 {
         self.writes
             .get(&VerbLabels {
-                plugin: plugin.to_owned(),
+                binding: who.clone(),
                 verb: verb.as_str(),
             })
             .map_or(0, |counter| counter.get())
@@ -456,12 +334,6 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("encoding metrics into a String cannot fail");
         text
-    }
-}
-
-fn plugin_labels(plugin: &str) -> PluginLabels {
-    PluginLabels {
-        plugin: plugin.to_owned(),
     }
 }
 
@@ -482,6 +354,10 @@ impl Drop for CallTimer {
 mod tests {
     use super::*;
 
+    fn pg() -> BindingLabels {
+        BindingLabels::new("postgres", "pg")
+    }
+
     /// The value of the sample line that starts with `series` (name and labels).
     fn sample(text: &str, series: &str) -> Option<f64> {
         text.lines()
@@ -493,37 +369,42 @@ mod tests {
     fn a_reconcile_is_counted_by_outcome_and_timed() {
         let metrics = Metrics::new();
         metrics.record_reconcile(
-            "pg",
+            &pg(),
             "Database",
             Outcome::Success,
             Duration::from_millis(30),
         );
         metrics.record_reconcile(
-            "pg",
+            &pg(),
             "Database",
             Outcome::Success,
             Duration::from_millis(40),
         );
-        metrics.record_reconcile("pg", "Database", Outcome::Refused, Duration::from_millis(1));
+        metrics.record_reconcile(
+            &pg(),
+            "Database",
+            Outcome::Refused,
+            Duration::from_millis(1),
+        );
         let text = metrics.encode();
         assert_eq!(
             sample(
                 &text,
-                r#"wasm_operator_reconciles_total{plugin="pg",kind="Database",outcome="success"}"#
+                r#"wasm_operator_reconciles_total{binding="postgres",plugin="pg",kind="Database",outcome="success"}"#
             ),
             Some(2.0)
         );
         assert_eq!(
             sample(
                 &text,
-                r#"wasm_operator_reconciles_total{plugin="pg",kind="Database",outcome="refused"}"#
+                r#"wasm_operator_reconciles_total{binding="postgres",plugin="pg",kind="Database",outcome="refused"}"#
             ),
             Some(1.0)
         );
         assert_eq!(
             sample(
                 &text,
-                r#"wasm_operator_reconcile_duration_seconds_count{plugin="pg",kind="Database"}"#
+                r#"wasm_operator_reconcile_duration_seconds_count{binding="postgres",plugin="pg",kind="Database"}"#
             ),
             Some(3.0)
         );
@@ -539,12 +420,12 @@ mod tests {
             message: "a message that must never become a label".into(),
             retryable: true,
         };
-        metrics.record_reconcile_error("pg", "Database", error.reason());
+        metrics.record_reconcile_error(&pg(), "Database", error.reason());
         let text = metrics.encode();
         assert_eq!(
             sample(
                 &text,
-                r#"wasm_operator_reconcile_errors_total{plugin="pg",kind="Database",reason="PluginError"}"#
+                r#"wasm_operator_reconcile_errors_total{binding="postgres",plugin="pg",kind="Database",reason="PluginError"}"#
             ),
             Some(1.0)
         );
@@ -564,21 +445,21 @@ mod tests {
             field: "status".into(),
             reason: "not an object".into(),
         };
-        assert!(metrics.record_call_failure("pg", &deadline));
-        assert!(metrics.record_call_failure("pg", &panic));
-        assert!(!metrics.record_call_failure("pg", &bad_output));
+        assert!(metrics.record_call_failure(&pg(), &deadline));
+        assert!(metrics.record_call_failure(&pg(), &panic));
+        assert!(!metrics.record_call_failure(&pg(), &bad_output));
         let text = metrics.encode();
         assert_eq!(
             sample(
                 &text,
-                r#"wasm_operator_plugin_traps_total{plugin="pg",kind="DeadlineExceeded"}"#
+                r#"wasm_operator_plugin_traps_total{binding="postgres",plugin="pg",kind="DeadlineExceeded"}"#
             ),
             Some(1.0)
         );
         assert_eq!(
             sample(
                 &text,
-                r#"wasm_operator_plugin_traps_total{plugin="pg",kind="Panic"}"#
+                r#"wasm_operator_plugin_traps_total{binding="postgres",plugin="pg",kind="Panic"}"#
             ),
             Some(1.0)
         );
@@ -590,21 +471,21 @@ mod tests {
     fn a_call_timer_records_its_call_when_dropped() {
         let metrics = Metrics::new();
         {
-            let _timer = metrics.time_plugin_call("pg", Export::Reconcile);
+            let _timer = metrics.time_plugin_call(&pg(), Export::Reconcile);
         }
-        metrics.record_plugin_call("pg", Export::Describe, Duration::from_millis(2));
+        metrics.record_plugin_call(&pg(), Export::Describe, Duration::from_millis(2));
         let text = metrics.encode();
         assert_eq!(
             sample(
                 &text,
-                r#"wasm_operator_plugin_call_duration_seconds_count{plugin="pg",export="reconcile"}"#
+                r#"wasm_operator_plugin_call_duration_seconds_count{binding="postgres",plugin="pg",export="reconcile"}"#
             ),
             Some(1.0)
         );
         assert_eq!(
             sample(
                 &text,
-                r#"wasm_operator_plugin_call_duration_seconds_sum{plugin="pg",export="describe"}"#
+                r#"wasm_operator_plugin_call_duration_seconds_sum{binding="postgres",plugin="pg",export="describe"}"#
             ),
             Some(0.002)
         );
@@ -613,17 +494,20 @@ mod tests {
     #[test]
     fn writes_are_counted_per_plugin_and_verb() {
         let metrics = Metrics::new();
-        assert_eq!(metrics.write_count("pg", WriteVerb::Apply), 0);
-        metrics.record_write("pg", WriteVerb::Apply);
-        metrics.record_write("pg", WriteVerb::Apply);
-        metrics.record_write("pg", WriteVerb::Event);
-        assert_eq!(metrics.write_count("pg", WriteVerb::Apply), 2);
-        assert_eq!(metrics.write_count("pg", WriteVerb::Delete), 0);
-        assert_eq!(metrics.write_count("other", WriteVerb::Apply), 0);
+        assert_eq!(metrics.write_count(&pg(), WriteVerb::Apply), 0);
+        metrics.record_write(&pg(), WriteVerb::Apply);
+        metrics.record_write(&pg(), WriteVerb::Apply);
+        metrics.record_write(&pg(), WriteVerb::Event);
+        assert_eq!(metrics.write_count(&pg(), WriteVerb::Apply), 2);
+        assert_eq!(metrics.write_count(&pg(), WriteVerb::Delete), 0);
+        assert_eq!(
+            metrics.write_count(&BindingLabels::new("other", "pg"), WriteVerb::Apply),
+            0
+        );
         assert_eq!(
             sample(
                 &metrics.encode(),
-                r#"wasm_operator_writes_total{plugin="pg",verb="event"}"#
+                r#"wasm_operator_writes_total{binding="postgres",plugin="pg",verb="event"}"#
             ),
             Some(1.0)
         );
@@ -632,30 +516,39 @@ mod tests {
     #[test]
     fn plugin_lifecycle_series_carry_the_plugin_name() {
         let metrics = Metrics::new();
-        metrics.set_queue_depth("pg", 7);
-        metrics.set_queue_depth("pg", 3);
-        metrics.record_plugin_swap("pg");
-        metrics.record_plugin_rejection("pg", "IncompatibleWit");
-        metrics.record_refused_output("pg");
-        metrics.record_swap_latency("pg", Duration::from_millis(250));
-        metrics.record_plugin_load("pg", LoadSource::Cached, Duration::from_millis(5));
+        metrics.set_queue_depth(&pg(), 7);
+        metrics.set_queue_depth(&pg(), 3);
+        metrics.record_plugin_swap(&pg());
+        metrics.record_plugin_rejection(&pg(), "IncompatibleWit");
+        metrics.record_refused_output(&pg());
+        metrics.record_swap_latency(&pg(), Duration::from_millis(250));
+        metrics.record_plugin_load(&pg(), LoadSource::Cached, Duration::from_millis(5));
         let text = metrics.encode();
         for (series, value) in [
-            (r#"wasm_operator_queue_depth{plugin="pg"}"#, 3.0),
-            (r#"wasm_operator_plugin_swaps_total{plugin="pg"}"#, 1.0),
             (
-                r#"wasm_operator_plugin_swap_latency_seconds_sum{plugin="pg"}"#,
+                r#"wasm_operator_queue_depth{binding="postgres",plugin="pg"}"#,
+                3.0,
+            ),
+            (
+                r#"wasm_operator_plugin_swaps_total{binding="postgres",plugin="pg"}"#,
+                1.0,
+            ),
+            (
+                r#"wasm_operator_plugin_swap_latency_seconds_sum{binding="postgres",plugin="pg"}"#,
                 0.25,
             ),
             (
-                r#"wasm_operator_plugin_load_duration_seconds_count{plugin="pg",source="cached"}"#,
+                r#"wasm_operator_plugin_load_duration_seconds_count{binding="postgres",plugin="pg",source="cached"}"#,
                 1.0,
             ),
             (
-                r#"wasm_operator_plugin_rejections_total{plugin="pg",reason="IncompatibleWit"}"#,
+                r#"wasm_operator_plugin_rejections_total{binding="postgres",plugin="pg",reason="IncompatibleWit"}"#,
                 1.0,
             ),
-            (r#"wasm_operator_refused_outputs_total{plugin="pg"}"#, 1.0),
+            (
+                r#"wasm_operator_refused_outputs_total{binding="postgres",plugin="pg"}"#,
+                1.0,
+            ),
         ] {
             assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
         }
@@ -665,7 +558,7 @@ mod tests {
     fn a_family_appears_only_once_it_has_a_series() {
         let metrics = Metrics::new();
         assert_eq!(metrics.encode(), "# EOF\n");
-        metrics.record_plugin_swap("pg");
+        metrics.record_plugin_swap(&pg());
         let text = metrics.encode();
         assert!(
             text.contains("# TYPE wasm_operator_plugin_swaps counter"),

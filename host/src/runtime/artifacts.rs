@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::plugin::PluginDigest;
+use super::digest::PluginDigest;
 
 /// A directory of precompiled components for one engine configuration.
 #[derive(Debug, Clone)]

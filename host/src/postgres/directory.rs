@@ -20,90 +20,24 @@ use kube::{Client, ResourceExt};
 use postgres_api::PostgresServer;
 use tokio::sync::OnceCell;
 
+use super::connection::{self, ServerConnection};
+use super::error::ServerError;
+use super::executor::{self, PlanReport};
+use super::pool::{Pool, pool_key};
+use crate::grants::Grants;
 use crate::runtime::{QueryResult, SqlPlan, SqlValue};
-use crate::sql::{self, PlanReport, ServerConnection, SqlError};
+use crate::vocabulary::ServerKey;
 
 /// How long resolved credentials are reused before the Secret is read again.
 const CREDENTIALS_TTL: Duration = Duration::from_secs(10);
-/// Idle connections kept per (server, database).
-const IDLE_PER_DATABASE: usize = 4;
-/// Idle connections kept in all.
-const IDLE_TOTAL: usize = 32;
-/// Idle connections older than this are closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Statement timeout of plugins' read-only queries.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why a server could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// No PostgresServer of that name exists.
-    #[error("PostgresServer {key} does not exist; create it or fix the reference")]
-    NotFound {
-        /// `namespace/name`.
-        key: String,
-    },
-    /// The administrator Secret is missing or lacks a key.
-    #[error("PostgresServer {key}: spec.adminCredentials: {reason}")]
-    Credentials {
-        /// `namespace/name`.
-        key: String,
-        /// What is wrong with the Secret.
-        reason: String,
-    },
-    /// Reading the Secret failed.
-    #[error("PostgresServer {key}: reading the administrator Secret failed: {source}")]
-    Kube {
-        /// `namespace/name`.
-        key: String,
-        /// The client's error.
-        #[source]
-        source: kube::Error,
-    },
-    /// The PostgresServer watch has no first list.
-    #[error("PostgresServers are not known: {reason}")]
-    Watch {
-        /// Why.
-        reason: &'static str,
-    },
-    /// Connecting or running SQL failed.
-    #[error("PostgresServer {key}: {source}")]
-    Sql {
-        /// `namespace/name`.
-        key: String,
-        /// What PostgreSQL said.
-        #[source]
-        source: SqlError,
-    },
-}
-
-/// A server grant of a binding: `ns/name`, `ns/*` or `*`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ServerPattern(String);
-
-impl ServerPattern {
-    /// Wraps a pattern from `spec.grants.servers`.
-    pub fn new(pattern: impl Into<String>) -> Self {
-        Self(pattern.into())
-    }
-
-    /// Whether the server `namespace/name` matches.
-    pub fn matches(&self, key: &str) -> bool {
-        match self.0.as_str() {
-            "*" | "*/*" => true,
-            pattern => match pattern.strip_suffix("/*") {
-                Some(namespace) => key.split_once('/').is_some_and(|(ns, _)| ns == namespace),
-                None => pattern == key,
-            },
-        }
-    }
-}
 
 /// The servers known to the operator, shared by every plugin controller.
 pub struct ServerDirectory {
     client: Client,
     store: OnceCell<Store<PostgresServer>>,
-    credentials: Mutex<HashMap<String, (Instant, ServerConnection)>>,
+    credentials: Mutex<HashMap<ServerKey, (Instant, ServerConnection)>>,
     pool: Pool,
 }
 
@@ -154,8 +88,9 @@ impl ServerDirectory {
             })
     }
 
-    /// The servers an object in `namespace` may use under `grants`.
-    pub fn usable_by(&self, grants: &[ServerPattern], namespace: Option<&str>) -> BTreeSet<String> {
+    /// The servers an object in `namespace` may use under `grants`: granted,
+    /// and consenting to the namespace.
+    pub fn usable_by(&self, grants: &Grants, namespace: Option<&str>) -> BTreeSet<ServerKey> {
         let Some(store) = self.store.get() else {
             return BTreeSet::new();
         };
@@ -164,11 +99,11 @@ impl ServerDirectory {
             .iter()
             .filter_map(|server| {
                 let own = server.namespace().unwrap_or_default();
-                let key = format!("{own}/{}", server.name_any());
+                let key = ServerKey::new(&own, &server.name_any());
                 let consents = server
                     .spec
                     .allows_namespace(&own, namespace.unwrap_or(&own));
-                (consents && grants.iter().any(|g| g.matches(&key))).then_some(key)
+                (consents && grants.may_use(&key)).then_some(key)
             })
             .collect()
     }
@@ -176,14 +111,14 @@ impl ServerDirectory {
     /// Runs a plan on its server.
     ///
     /// # Errors
-    /// [`ServerError`] naming the server; see [`sql::run_plan`] for how
+    /// [`ServerError`] naming the server; see [`executor::run_plan`] for how
     /// far a failed plan got.
     pub async fn run_plan(&self, plan: &SqlPlan) -> Result<PlanReport, ServerError> {
         let server = self.connection(&plan.server).await?;
         let mut client = self
             .checkout(&plan.server, &server, plan.database.as_deref())
             .await?;
-        let result = sql::run_plan(&mut client, plan).await;
+        let result = executor::run_plan(&mut client, plan).await;
         // A plan may change session state (SET, SET ROLE): reset it before
         // the connection serves anyone else.
         if client.batch_execute("DISCARD ALL").await.is_ok() {
@@ -204,47 +139,49 @@ impl ServerDirectory {
     /// [`ServerError`] naming the server.
     pub async fn query(
         &self,
-        key: &str,
+        key: &ServerKey,
         database: Option<&str>,
         statement: &str,
         params: &[SqlValue],
     ) -> Result<QueryResult, ServerError> {
         let server = self.connection(key).await?;
         let mut client = self.checkout(key, &server, database).await?;
-        let result = sql::query_read_only(&mut client, statement, params, QUERY_TIMEOUT).await;
+        let result = executor::query_read_only(&mut client, statement, params, QUERY_TIMEOUT).await;
         // The query ran in a read-only transaction that was rolled back:
         // the session is unchanged.
         self.pool.put(pool_key(key, &server, database), client);
         result.map_err(|source| ServerError::Sql {
-            key: key.to_owned(),
+            key: key.clone(),
             source,
         })
     }
 
     async fn checkout(
         &self,
-        key: &str,
+        key: &ServerKey,
         server: &ServerConnection,
         database: Option<&str>,
     ) -> Result<tokio_postgres::Client, ServerError> {
         if let Some(client) = self.pool.take(&pool_key(key, server, database)) {
             return Ok(client);
         }
-        sql::connect(server, database).await.map_err(|source| {
-            // The Secret may have changed: read it again next time.
-            self.credentials
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(key);
-            ServerError::Sql {
-                key: key.to_owned(),
-                source,
-            }
-        })
+        connection::connect(server, database)
+            .await
+            .map_err(|source| {
+                // The Secret may have changed: read it again next time.
+                self.credentials
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(key);
+                ServerError::Sql {
+                    key: key.clone(),
+                    source,
+                }
+            })
     }
 
     /// How to connect to a server, from its spec and its Secret.
-    async fn connection(&self, key: &str) -> Result<ServerConnection, ServerError> {
+    async fn connection(&self, key: &ServerKey) -> Result<ServerConnection, ServerError> {
         if let Some((at, connection)) = self
             .credentials
             .lock()
@@ -254,10 +191,8 @@ impl ServerDirectory {
         {
             return Ok(connection.clone());
         }
-        let not_found = || ServerError::NotFound {
-            key: key.to_owned(),
-        };
-        let (namespace, name) = key.split_once('/').ok_or_else(not_found)?;
+        let not_found = || ServerError::NotFound { key: key.clone() };
+        let (namespace, name) = (key.namespace(), key.name());
         let server = self
             .store
             .get()
@@ -268,11 +203,11 @@ impl ServerDirectory {
             .get_opt(&refs.secret_name)
             .await
             .map_err(|source| ServerError::Kube {
-                key: key.to_owned(),
+                key: key.clone(),
                 source,
             })?
             .ok_or_else(|| ServerError::Credentials {
-                key: key.to_owned(),
+                key: key.clone(),
                 reason: format!("Secret {namespace}/{} not found", refs.secret_name),
             })?;
         let value = |field: &str| {
@@ -282,7 +217,7 @@ impl ServerDirectory {
                 .and_then(|d| d.get(field))
                 .and_then(|v| String::from_utf8(v.0.clone()).ok())
                 .ok_or_else(|| ServerError::Credentials {
-                    key: key.to_owned(),
+                    key: key.clone(),
                     reason: format!(
                         "Secret {namespace}/{} has no UTF-8 key {field:?}",
                         refs.secret_name
@@ -300,89 +235,7 @@ impl ServerDirectory {
         self.credentials
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_owned(), (Instant::now(), connection.clone()));
+            .insert(key.clone(), (Instant::now(), connection.clone()));
         Ok(connection)
-    }
-}
-
-/// Idle connections by server, database and credentials: a changed
-/// password or host never reuses a connection made with the old one.
-type PoolKey = (String, String, u64);
-
-fn pool_key(key: &str, server: &ServerConnection, database: Option<&str>) -> PoolKey {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (&server.host, server.port, &server.user, &server.password).hash(&mut hasher);
-    (
-        key.to_owned(),
-        database.unwrap_or(&server.maintenance_database).to_owned(),
-        hasher.finish(),
-    )
-}
-
-/// A small pool of idle connections, capped per database and in total so
-/// that a thousand databases do not hold a thousand connections open.
-///
-/// Written here rather than taken from deadpool: pools there are per
-/// database with no shared cap or eviction across them.
-#[derive(Default)]
-struct Pool {
-    idle: Mutex<HashMap<PoolKey, Vec<(Instant, tokio_postgres::Client)>>>,
-}
-
-impl Pool {
-    fn take(&self, key: &PoolKey) -> Option<tokio_postgres::Client> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let clients = idle.get_mut(key)?;
-        while let Some((since, client)) = clients.pop() {
-            if !client.is_closed() && since.elapsed() < IDLE_TIMEOUT {
-                return Some(client);
-            }
-        }
-        idle.remove(key);
-        None
-    }
-
-    fn put(&self, key: PoolKey, client: tokio_postgres::Client) {
-        if client.is_closed() {
-            return;
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|_, clients| {
-            clients.retain(|(since, c)| !c.is_closed() && since.elapsed() < IDLE_TIMEOUT);
-            !clients.is_empty()
-        });
-        let total: usize = idle.values().map(Vec::len).sum();
-        if total >= IDLE_TOTAL {
-            // Evict the oldest idle connection of all.
-            let oldest = idle
-                .iter()
-                .filter_map(|(k, clients)| clients.first().map(|(since, _)| (*since, k.clone())))
-                .min_by_key(|(since, _)| *since)
-                .map(|(_, k)| k);
-            if let Some(oldest) = oldest
-                && let Some(clients) = idle.get_mut(&oldest)
-            {
-                clients.remove(0);
-            }
-        }
-        let clients = idle.entry(key).or_default();
-        if clients.len() < IDLE_PER_DATABASE {
-            clients.push((Instant::now(), client));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_patterns_match_exact_names_namespaces_and_everything() {
-        assert!(ServerPattern::new("db/main").matches("db/main"));
-        assert!(!ServerPattern::new("db/main").matches("db/other"));
-        assert!(ServerPattern::new("db/*").matches("db/other"));
-        assert!(!ServerPattern::new("db/*").matches("dbx/other"));
-        assert!(ServerPattern::new("*").matches("any/thing"));
     }
 }

@@ -1,13 +1,7 @@
-//! Watch caches a controller reads from instead of the API server: one per
-//! kind, serving the children of each declared kind (indexed by owner) and
-//! the plugin's reads. A reconcile then costs no API call unless it writes.
-//!
-//! kube-runtime's reflector keeps each store; the host adds what the store
-//! lacks: an index of children by owner, and read-your-writes
+//! The watch cache of one kind: kube-runtime's reflector store, plus what
+//! the store lacks: an index of children by owner, and read-your-writes
 //! ([`WrittenObjects`]) so a reconcile sees the children it just applied or
-//! deleted even before the watch delivers them. Cached objects carry no
-//! `managedFields`: nothing here reads them, and they are often half an
-//! object's size.
+//! deleted even before the watch delivers them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -23,8 +17,8 @@ use tokio::sync::watch;
 use wasm_operator_sdk::{LabelSelector, SelectorError};
 
 use super::fresh::WrittenObjects;
-use super::{OWNER_UID_LABEL, PLUGIN_LABEL};
-use crate::runtime::ObjectKind;
+use super::slim::slim;
+use crate::vocabulary::{OWNER_UID_LABEL, PLUGIN_LABEL};
 
 /// How long a controller waits for a cache's first list before it reports
 /// the kind as unavailable.
@@ -40,22 +34,6 @@ pub struct NotSynced {
     pub kind: String,
 }
 
-/// A read a cache cannot serve.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum ReadError {
-    /// The kind is not cached (not granted, which the runtime checks first).
-    #[error("{0} is not cached for this plugin")]
-    NotCached(ObjectKind),
-    /// The label selector does not parse.
-    #[error(transparent)]
-    Selector(#[from] SelectorError),
-}
-
-/// Drops what no reader needs before an object is cached.
-pub(super) fn slim(object: &mut DynamicObject) {
-    object.managed_fields_mut().clear();
-}
-
 /// `(namespace, name)`: how objects are told apart within one kind.
 type Name = (Option<String>, String);
 
@@ -66,7 +44,7 @@ fn name_of(object: &DynamicObject) -> Name {
 /// The objects of one kind: all of them when the plugin reads the kind,
 /// else only the children of this plugin (selected by [`PLUGIN_LABEL`]).
 #[derive(Clone)]
-pub(super) struct KindCache {
+pub(in crate::reconcile) struct KindCache {
     resource: ApiResource,
     namespaced: bool,
     plugin: Arc<str>,
@@ -82,14 +60,14 @@ pub(super) struct KindCache {
 
 /// The watch stream that fills a [`KindCache`], yielding every object it
 /// touches; something must poll it for the cache to stay current.
-pub(super) type CacheStream =
+pub(in crate::reconcile) type CacheStream =
     std::pin::Pin<Box<dyn Stream<Item = Result<DynamicObject, watcher::Error>> + Send>>;
 
 impl KindCache {
     /// A cache of `resource` objects and the stream that fills it. With
     /// `all`, every object of the kind is cached (the plugin reads the kind);
     /// without, only `plugin`'s children.
-    pub(super) fn watch(
+    pub(in crate::reconcile) fn watch(
         client: &Client,
         resource: &ApiResource,
         namespaced: bool,
@@ -137,7 +115,7 @@ impl KindCache {
 
     /// Waits for the first list: until then the cache would report objects
     /// missing that exist.
-    pub(super) async fn synced(&self) -> Result<(), NotSynced> {
+    pub(in crate::reconcile) async fn synced(&self) -> Result<(), NotSynced> {
         if *self.synced.borrow() {
             return Ok(());
         }
@@ -160,7 +138,7 @@ impl KindCache {
 
     /// This plugin's children of the owner with `uid`, as this controller
     /// last left them.
-    pub(super) fn children_of(&self, uid: &str) -> Vec<Arc<DynamicObject>> {
+    pub(in crate::reconcile) fn children_of(&self, uid: &str) -> Vec<Arc<DynamicObject>> {
         let names: Vec<Name> = self
             .index
             .lock()
@@ -188,24 +166,32 @@ impl KindCache {
     }
 
     /// Records a child as the apply that wrote it returned.
-    pub(super) fn applied(&self, before: Option<&DynamicObject>, written: DynamicObject) {
+    pub(in crate::reconcile) fn applied(
+        &self,
+        before: Option<&DynamicObject>,
+        written: DynamicObject,
+    ) {
         self.written.record(before, written);
     }
 
     /// Records a child as deleted.
-    pub(super) fn deleted(&self, child: &DynamicObject) {
+    pub(in crate::reconcile) fn deleted(&self, child: &DynamicObject) {
         self.written.record_deleted(child);
     }
 
     /// The cached object `namespace/name`.
-    pub(super) fn get(&self, namespace: Option<&str>, name: &str) -> Option<Arc<DynamicObject>> {
+    pub(in crate::reconcile) fn get(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Arc<DynamicObject>> {
         self.store
             .get(&self.key(&(namespace.map(str::to_owned), name.to_owned())))
     }
 
     /// The cached objects (in `namespace`, when given) that `selector`
     /// selects, in the order the API lists them.
-    pub(super) fn list(
+    pub(in crate::reconcile) fn list(
         &self,
         namespace: Option<&str>,
         selector: &str,
@@ -277,69 +263,6 @@ impl OwnerIndex {
                     }
                 }
             }
-        }
-    }
-}
-
-/// The caches of the kinds a plugin reads, for its `kube.get` and
-/// `kube.list` calls. Watches of kinds that are not also child kinds (whose
-/// streams the controller polls) run on tasks of their own, for as long as
-/// this lives.
-pub(super) struct ReadCaches {
-    caches: HashMap<ObjectKind, KindCache>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl ReadCaches {
-    /// Serves reads of `caches`; `streams` are the watches nobody else polls.
-    pub(super) fn new(caches: HashMap<ObjectKind, KindCache>, streams: Vec<CacheStream>) -> Self {
-        let tasks = streams
-            .into_iter()
-            .map(|stream| tokio::spawn(stream.for_each(|_| std::future::ready(()))))
-            .collect();
-        Self { caches, tasks }
-    }
-
-    /// Waits for the first list of every cache.
-    pub(super) async fn synced(&self) -> Result<(), NotSynced> {
-        for cache in self.caches.values() {
-            cache.synced().await?;
-        }
-        Ok(())
-    }
-
-    fn cache(&self, kind: &ObjectKind) -> Result<&KindCache, ReadError> {
-        self.caches
-            .get(kind)
-            .ok_or_else(|| ReadError::NotCached(kind.clone()))
-    }
-
-    /// The cached object `namespace/name` of `kind`.
-    pub(super) fn get(
-        &self,
-        kind: &ObjectKind,
-        namespace: Option<&str>,
-        name: &str,
-    ) -> Result<Option<Arc<DynamicObject>>, ReadError> {
-        Ok(self.cache(kind)?.get(namespace, name))
-    }
-
-    /// The cached objects of `kind` (in `namespace`, when given) that
-    /// `selector` selects.
-    pub(super) fn list(
-        &self,
-        kind: &ObjectKind,
-        namespace: Option<&str>,
-        selector: &str,
-    ) -> Result<Vec<Arc<DynamicObject>>, ReadError> {
-        Ok(self.cache(kind)?.list(namespace, selector)?)
-    }
-}
-
-impl Drop for ReadCaches {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
         }
     }
 }

@@ -1,38 +1,25 @@
-//! Serves plugins' reads from the watch caches, and resolves kinds to API
-//! resources.
+//! What a plugin reads during a call: objects from the controller's watch
+//! caches, and read-only queries through the server directory. The sandbox
+//! has checked each call against the call's grants before it gets here.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use kube::Client;
 use kube::api::DynamicObject;
-use kube::core::GroupVersionKind;
-use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use serde_json::Value;
 
 use super::cache::ReadCaches;
-use crate::runtime::{HostServices, ObjectKind, QueryResult, SqlValue};
-use crate::servers::ServerDirectory;
-
-/// The API resource of a kind and whether it is namespaced, from discovery.
-///
-/// # Errors
-/// When the API server does not serve the kind.
-pub(super) async fn resolve_kind(
-    client: &Client,
-    kind: &ObjectKind,
-) -> Result<(ApiResource, bool), kube::Error> {
-    let gvk = GroupVersionKind::gvk(&kind.group, &kind.version, &kind.kind);
-    let (resource, caps): (ApiResource, ApiCapabilities) =
-        kube::discovery::pinned_kind(client, &gvk).await?;
-    Ok((resource, caps.scope == Scope::Namespaced))
-}
+use crate::postgres::ServerDirectory;
+use crate::runtime::{HostServices, QueryResult, SqlValue};
+use crate::vocabulary::{ObjectKind, ServerKey};
 
 /// Plugin reads served from the controller's watch caches (grants were
 /// checked by the runtime), and queries from the server directory.
-pub struct KubeServices {
+pub(super) struct PluginReads {
     /// The caches of the kinds the plugin may read.
-    pub(super) reads: std::sync::Arc<ReadCaches>,
+    pub(super) reads: Arc<ReadCaches>,
     /// The PostgreSQL servers.
-    pub servers: std::sync::Arc<ServerDirectory>,
+    pub(super) servers: Arc<ServerDirectory>,
 }
 
 fn read_error(kind: &ObjectKind, error: impl std::fmt::Display) -> String {
@@ -44,7 +31,7 @@ fn to_json(object: &DynamicObject) -> Result<Value, String> {
 }
 
 #[async_trait]
-impl HostServices for KubeServices {
+impl HostServices for PluginReads {
     async fn get(
         &self,
         kind: &ObjectKind,
@@ -74,7 +61,7 @@ impl HostServices for KubeServices {
 
     async fn query(
         &self,
-        server: &str,
+        server: &ServerKey,
         database: Option<&str>,
         statement: &str,
         params: &[SqlValue],

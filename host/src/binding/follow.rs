@@ -1,206 +1,45 @@
-//! Keeps every `ReconcilerPlugin`'s controller on the newest good version of
-//! its plugin: watches the bindings and the ConfigMaps they point at, loads
-//! each new version with [`registry::load`] (compiling off the async
-//! threads, or reading the precompiled cache) and swaps it in only when
-//! every check passes. A refused version never replaces the one in service:
-//! the binding's status and a Warning event say why, and the previous
-//! version keeps serving.
+//! Follows one binding: its spec and the ConfigMap it points at. Each new
+//! component is loaded (compiling off the async threads, or reading the
+//! precompiled cache) and put in service only when every check passes:
+//! swapped into the running controller, or the controller restarted when
+//! the new version watches other children. A refused version never
+//! replaces the one in service.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::future::{BoxFuture, Shared};
+use futures::StreamExt;
 use futures::stream::BoxStream;
-use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ListParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::api::Api;
+use kube::runtime::events::EventType;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::controller::{self, BindingPublisher, LiveBinding, PluginBinding};
+use super::bound::BoundPlugin;
+use super::live::{self, BindingPublisher};
+use super::load::{self, BindingError};
+use super::signal::{Shutdown, StartController, shutdown_signal};
+use super::status::{self, BindingState};
 use crate::crd::{ConfigMapSource, ReconcilerPlugin, ReconcilerPluginSpec, ReconcilerPluginStatus};
-use crate::metrics::Metrics;
-use crate::registry::{self, BindingError, BindingState};
+use crate::events::EventRecorder;
+use crate::metrics::{BindingLabels, Metrics};
 use crate::runtime::{PluginDigest, Runtime};
 
-/// A stop signal every task can hold a copy of.
-pub type Shutdown = Shared<BoxFuture<'static, ()>>;
-
-/// A stop signal that fires once `rx` holds `true` or its sender is gone.
-pub fn shutdown_signal(mut rx: watch::Receiver<bool>) -> Shutdown {
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
-    .boxed()
-    .shared()
-}
-
-/// Runs the controller of a binding until the signal fires.
-pub type StartController =
-    Arc<dyn Fn(LiveBinding, Shutdown) -> BoxFuture<'static, ()> + Send + Sync>;
-
-/// Why reloading could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    /// The bindings cannot be listed.
-    #[error("cannot list ReconcilerPlugins: {0}; is the CRD installed (kubectl apply -f crds/)?")]
-    ListBindings(#[source] kube::Error),
-}
-
-/// Watches the bindings and keeps one controller per binding that has a
-/// version in service.
-pub struct Reloader {
-    client: Client,
-    runtime: Arc<Runtime>,
-    metrics: Arc<Metrics>,
-    recorder: Recorder,
-    start: StartController,
-}
-
-impl Reloader {
-    /// A reloader that loads with `runtime`, runs controllers with `start`
-    /// and reports events on bindings as `reporter`.
-    pub fn new(
-        client: Client,
-        runtime: Arc<Runtime>,
-        metrics: Arc<Metrics>,
-        reporter: &str,
-        start: StartController,
-    ) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: reporter.to_owned(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        );
-        Self {
-            client,
-            runtime,
-            metrics,
-            recorder,
-            start,
-        }
-    }
-
-    /// Checks that the bindings can be listed, then watches them in a task
-    /// of its own until `stop` fires; the task then stops every controller
-    /// and ends once their reconciles in flight have finished.
-    ///
-    /// # Errors
-    /// [`ReloadError::ListBindings`], typically when the CRD is missing.
-    pub async fn start(self, stop: Shutdown) -> Result<JoinHandle<()>, ReloadError> {
-        let api: Api<ReconcilerPlugin> = Api::all(self.client.clone());
-        api.list(&ListParams::default().limit(1))
-            .await
-            .map_err(ReloadError::ListBindings)?;
-        Ok(tokio::spawn(Arc::new(self).watch_bindings(api, stop)))
-    }
-
-    async fn watch_bindings(self: Arc<Self>, api: Api<ReconcilerPlugin>, stop: Shutdown) {
-        let mut supervisors: HashMap<String, Supervisor> = HashMap::new();
-        // The names seen since the watch (re)started its initial list: the
-        // others were deleted while it was not watching.
-        let mut listed: Option<HashSet<String>> = None;
-        let mut events = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
-        loop {
-            let event = tokio::select! {
-                () = stop.clone() => break,
-                event = events.next() => event,
-            };
-            match event {
-                None => break,
-                Some(Err(error)) => {
-                    tracing::warn!(%error, "watching ReconcilerPlugins failed; retrying");
-                }
-                Some(Ok(watcher::Event::Init)) => listed = Some(HashSet::new()),
-                Some(Ok(watcher::Event::InitApply(binding))) => {
-                    if let Some(seen) = &mut listed {
-                        seen.insert(binding.name_any());
-                    }
-                    self.upsert(&mut supervisors, binding);
-                }
-                Some(Ok(watcher::Event::Apply(binding))) => self.upsert(&mut supervisors, binding),
-                Some(Ok(watcher::Event::InitDone)) => {
-                    let seen = listed.take().unwrap_or_default();
-                    let gone: Vec<String> = supervisors
-                        .keys()
-                        .filter(|name| !seen.contains(*name))
-                        .cloned()
-                        .collect();
-                    for name in gone {
-                        if let Some(supervisor) = supervisors.remove(&name) {
-                            supervisor.stop().await;
-                        }
-                    }
-                }
-                Some(Ok(watcher::Event::Delete(binding))) => {
-                    if let Some(supervisor) = supervisors.remove(&binding.name_any()) {
-                        tracing::info!(binding = %binding.name_any(), "binding deleted: stopping its controller");
-                        supervisor.stop().await;
-                    }
-                }
-            }
-        }
-        futures::future::join_all(supervisors.into_values().map(Supervisor::stop)).await;
-    }
-
-    fn upsert(
-        self: &Arc<Self>,
-        supervisors: &mut HashMap<String, Supervisor>,
-        binding: ReconcilerPlugin,
-    ) {
-        match supervisors.get(&binding.name_any()) {
-            Some(supervisor) => {
-                supervisor.binding.send_replace(binding);
-            }
-            None => {
-                supervisors.insert(
-                    binding.name_any(),
-                    Supervisor::spawn(Arc::clone(self), binding),
-                );
-            }
-        }
-    }
-}
-
-/// The task that keeps one binding's controller on its newest good version.
-struct Supervisor {
-    binding: watch::Sender<ReconcilerPlugin>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Supervisor {
-    fn spawn(reloader: Arc<Reloader>, binding: ReconcilerPlugin) -> Self {
-        let state = SupervisedBinding {
-            name: binding.name_any(),
-            status: binding.status.clone().unwrap_or_default(),
-            reloader,
-            serving: None,
-            refused: None,
-        };
-        let (binding, bindings) = watch::channel(binding);
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(state.run(bindings, shutdown_signal(stop_rx)));
-        Self {
-            binding,
-            stop,
-            task,
-        }
-    }
-
-    /// Stops the binding's controller and waits for its reconciles in flight.
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-    }
+/// What following a binding needs, shared by the tasks of every binding.
+pub(super) struct Loader {
+    /// The API client.
+    pub(super) client: Client,
+    /// Loads components.
+    pub(super) runtime: Arc<Runtime>,
+    /// Counts swaps, refusals and loads.
+    pub(super) metrics: Arc<Metrics>,
+    /// Records events on bindings.
+    pub(super) events: EventRecorder,
+    /// Runs a binding's controller.
+    pub(super) start: StartController,
 }
 
 /// What a load was attempted from: the binding's spec and the component's
@@ -213,7 +52,7 @@ struct Attempt {
 
 /// A version in service and its controller.
 struct Serving {
-    binding: PluginBinding,
+    binding: BoundPlugin,
     attempt: Attempt,
     publisher: BindingPublisher,
     stop: watch::Sender<bool>,
@@ -223,7 +62,7 @@ struct Serving {
 impl Serving {
     /// Whether `next` can be swapped into the running controller: it must
     /// watch the same children with the same concurrency.
-    fn can_swap_in(&self, next: &PluginBinding) -> bool {
+    fn can_swap_in(&self, next: &BoundPlugin) -> bool {
         !self.controller.is_finished()
             && self.binding.grants.child_kinds == next.grants.child_kinds
             && self.binding.concurrency == next.concurrency
@@ -237,9 +76,9 @@ impl Serving {
 }
 
 /// One binding under supervision.
-struct SupervisedBinding {
+pub(super) struct Followed {
     name: String,
-    reloader: Arc<Reloader>,
+    loader: Arc<Loader>,
     serving: Option<Serving>,
     /// The last attempt refused: not tried again until the spec or the
     /// component changes.
@@ -265,15 +104,13 @@ async fn component(
 ) -> Option<Result<Vec<u8>, BindingError>> {
     match (config_map_source(spec), &spec.source.file) {
         (Some(source), _) => config_map.map(|cm| match cm {
-            Some(cm) => registry::component_in(cm, source),
+            Some(cm) => load::component_in(cm, source),
             None => Err(BindingError::ConfigMapNotFound {
                 namespace: source.namespace.clone(),
                 name: source.name.clone(),
             }),
         }),
-        (None, Some(path)) if spec.source.config_map.is_none() => {
-            Some(registry::read_file(path).await)
-        }
+        (None, Some(path)) if spec.source.config_map.is_none() => Some(load::read_file(path).await),
         (None, _) => Some(Err(BindingError::Source)),
     }
 }
@@ -290,10 +127,25 @@ async fn next_event(
     }
 }
 
-impl SupervisedBinding {
+impl Followed {
+    /// Starts following `binding` (nothing in service yet).
+    pub(super) fn new(binding: &ReconcilerPlugin, loader: Arc<Loader>) -> Self {
+        Self {
+            name: binding.name_any(),
+            status: binding.status.clone().unwrap_or_default(),
+            loader,
+            serving: None,
+            refused: None,
+        }
+    }
+
     /// Follows the binding and its ConfigMap until `stop` fires or the
     /// binding goes away, then stops its controller.
-    async fn run(mut self, mut bindings: watch::Receiver<ReconcilerPlugin>, stop: Shutdown) {
+    pub(super) async fn run(
+        mut self,
+        mut bindings: watch::Receiver<ReconcilerPlugin>,
+        stop: Shutdown,
+    ) {
         // The ConfigMap followed, its watch, and what it holds: `None` until
         // the watch's first list is complete, then `Some(None)` while the
         // ConfigMap does not exist.
@@ -359,7 +211,7 @@ impl SupervisedBinding {
     }
 
     fn watch_config_map(&self, source: &ConfigMapSource) -> ConfigMapEvents {
-        let api: Api<ConfigMap> = Api::namespaced(self.reloader.client.clone(), &source.namespace);
+        let api: Api<ConfigMap> = Api::namespaced(self.loader.client.clone(), &source.namespace);
         let config = watcher::Config::default().fields(&format!("metadata.name={}", source.name));
         watcher(api, config).default_backoff().boxed()
     }
@@ -394,9 +246,7 @@ impl SupervisedBinding {
         }
         let serving = self.serving.as_ref().map(|s| &s.binding);
         let loaded = match component {
-            Ok(bytes) => {
-                registry::load(&self.reloader.runtime, &binding.spec, &bytes, serving).await
-            }
+            Ok(bytes) => load::load(&self.loader.runtime, &binding.spec, &bytes, serving).await,
             Err(error) => Err(error),
         };
         match loaded {
@@ -411,18 +261,18 @@ impl SupervisedBinding {
     async fn put_in_service(
         &mut self,
         binding: &ReconcilerPlugin,
-        next: PluginBinding,
+        next: BoundPlugin,
         attempt: Attempt,
         changed_at: Instant,
     ) {
-        let metrics = &self.reloader.metrics;
+        let metrics = &self.loader.metrics;
         let previous = self
             .serving
             .as_ref()
             .map(|s| s.binding.plugin.digest().clone());
         if previous.as_ref() != Some(next.plugin.digest()) {
             let (source, elapsed) = next.plugin.load_report();
-            metrics.record_plugin_load(&self.name, source, elapsed);
+            metrics.record_plugin_load(&self.labels(Some(&next)), source, elapsed);
         }
         let d = next.plugin.description();
         let summary = format!("{} {} ({})", d.name, d.version, next.plugin.digest());
@@ -436,7 +286,7 @@ impl SupervisedBinding {
                 serving.binding = next;
                 serving.attempt = attempt;
                 self.serving = Some(serving);
-                metrics.record_plugin_swap(&self.name);
+                metrics.record_plugin_swap(&self.labels(self.serving.as_ref().map(|s| &s.binding)));
                 self.event(
                     binding,
                     EventType::Normal,
@@ -451,7 +301,7 @@ impl SupervisedBinding {
                 tracing::info!(binding = %self.name, plugin = %summary, "restarting the controller for the new version's children or concurrency");
                 serving.stop().await;
                 self.serving = Some(self.start_controller(next, attempt, Some(changed_at)));
-                metrics.record_plugin_swap(&self.name);
+                metrics.record_plugin_swap(&self.labels(self.serving.as_ref().map(|s| &s.binding)));
                 self.event(binding, EventType::Normal, "PluginSwapped", format!("{summary} in service; its controller restarted for new children or concurrency")).await;
             }
         }
@@ -467,9 +317,10 @@ impl SupervisedBinding {
 
     async fn refuse(&mut self, binding: &ReconcilerPlugin, error: &BindingError, attempt: Attempt) {
         let reason = error.reason();
-        self.reloader
-            .metrics
-            .record_plugin_rejection(&self.name, reason);
+        self.loader.metrics.record_plugin_rejection(
+            &self.labels(self.serving.as_ref().map(|s| &s.binding)),
+            reason,
+        );
         let serving = self.serving.as_ref().map(|s| &s.binding);
         let note = match serving {
             Some(serving) => {
@@ -493,15 +344,20 @@ impl SupervisedBinding {
         self.refused = Some(attempt);
     }
 
+    /// The labels of this binding's series while `serving` serves.
+    fn labels(&self, serving: Option<&BoundPlugin>) -> BindingLabels {
+        BindingLabels::new(&self.name, serving.map_or("", BoundPlugin::plugin_name))
+    }
+
     fn start_controller(
         &self,
-        binding: PluginBinding,
+        binding: BoundPlugin,
         attempt: Attempt,
         changed_at: Option<Instant>,
     ) -> Serving {
-        let (publisher, live) = controller::channel(&self.name, binding.clone(), changed_at);
+        let (publisher, live) = live::channel(&self.name, binding.clone(), changed_at);
         let (stop, stop_rx) = watch::channel(false);
-        let controller = tokio::spawn((self.reloader.start)(live, shutdown_signal(stop_rx)));
+        let controller = tokio::spawn((self.loader.start)(live, shutdown_signal(stop_rx)));
         Serving {
             binding,
             attempt,
@@ -518,7 +374,7 @@ impl SupervisedBinding {
         binding: &ReconcilerPlugin,
         state: BindingState<'_>,
     ) -> Option<ReconcilerPluginStatus> {
-        registry::record_status(&self.reloader.client, binding, &self.status, state)
+        status::record_status(&self.loader.client, binding, &self.status, state)
             .await
             .inspect_err(|error| {
                 tracing::warn!(binding = %self.name, %error, "could not record the binding's status");
@@ -533,15 +389,13 @@ impl SupervisedBinding {
         reason: &str,
         note: String,
     ) {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(controller::truncate(&note, 1024)),
-            action: "Load".to_owned(),
-            secondary: None,
-        };
         let reference = binding.object_ref(&());
-        if let Err(error) = self.reloader.recorder.publish(&event, &reference).await {
+        if let Err(error) = self
+            .loader
+            .events
+            .publish(&reference, type_, reason, &note, "Load")
+            .await
+        {
             tracing::warn!(binding = %self.name, %error, reason, "could not record an event");
         }
     }

@@ -1,0 +1,176 @@
+//! Runs plugins' SQL on PostgreSQL: ordered plans from their decisions and
+//! read-only queries from the `sql` import.
+//!
+//! Statements are always sent with bound parameters, never spliced. A
+//! statement marked sensitive is never logged, and an error about it reports
+//! only its summary and SQLSTATE, since PostgreSQL may echo statement text
+//! (and with it a password verifier) in its messages.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+
+use super::error::SqlError;
+use super::values::{bind, row_values};
+use crate::runtime::{QueryResult, SqlPlan, SqlStatement, SqlValue};
+
+/// How far a plan got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanReport {
+    /// Statements executed successfully.
+    pub executed: usize,
+    /// Transactions committed (groups of transactional statements).
+    pub transactions: usize,
+}
+
+/// Runs a plan in order: consecutive transactional statements in one
+/// transaction, each non-transactional statement alone; stops at the first
+/// failure.
+///
+/// # Errors
+/// [`SqlError::Statement`] or [`SqlError::Bind`] for the first statement
+/// that failed; its transaction group is rolled back.
+pub async fn run_plan(client: &mut Client, plan: &SqlPlan) -> Result<PlanReport, SqlError> {
+    let mut report = PlanReport {
+        executed: 0,
+        transactions: 0,
+    };
+    let statements: Vec<(usize, &SqlStatement)> = plan.statements.iter().enumerate().collect();
+    for group in statements.chunk_by(|(_, a), (_, b)| !a.non_transactional && !b.non_transactional)
+    {
+        if group.len() == 1 && group[0].1.non_transactional {
+            let (index, statement) = group[0];
+            tracing::info!(server = %plan.server, sql = %statement, "running SQL outside a transaction");
+            execute(client, index, statement).await?;
+            report.executed += 1;
+            continue;
+        }
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(|e| failed(group[0].0, group[0].1, &e))?;
+        for &(index, statement) in group {
+            tracing::info!(server = %plan.server, sql = %statement, "running SQL");
+            execute(transaction.client(), index, statement).await?;
+        }
+        let (last_index, last) = group[group.len() - 1];
+        transaction
+            .commit()
+            .await
+            .map_err(|e| failed(last_index, last, &e))?;
+        report.executed += group.len();
+        report.transactions += 1;
+    }
+    Ok(report)
+}
+
+/// Runs one read-only query in a read-only transaction with a statement timeout.
+///
+/// # Errors
+/// [`SqlError::Query`] with the server's message (writes fail with SQLSTATE
+/// 25006), or [`SqlError::UnsupportedColumn`].
+pub async fn query_read_only(
+    client: &mut Client,
+    statement: &str,
+    params: &[SqlValue],
+    timeout: Duration,
+) -> Result<QueryResult, SqlError> {
+    let query_error = |e: tokio_postgres::Error| SqlError::Query {
+        code: sqlstate(&e),
+        message: db_message(&e),
+    };
+    let transaction = client
+        .build_transaction()
+        .read_only(true)
+        .start()
+        .await
+        .map_err(query_error)?;
+    transaction
+        .batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}",
+            timeout.as_millis()
+        ))
+        .await
+        .map_err(query_error)?;
+    let prepared = transaction.prepare(statement).await.map_err(query_error)?;
+    let binds = bind(0, params, prepared.params())?;
+    let rows = transaction
+        .query(
+            &prepared,
+            &binds
+                .iter()
+                .map(|b| b as &(dyn ToSql + Sync))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .map_err(query_error)?;
+    // Dropping the transaction rolls it back: nothing a query does persists.
+    drop(transaction);
+    let columns = prepared
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    let rows = rows.iter().map(row_values).collect::<Result<_, _>>()?;
+    Ok(QueryResult { columns, rows })
+}
+
+async fn execute(client: &Client, index: usize, statement: &SqlStatement) -> Result<u64, SqlError> {
+    if statement.params.is_empty() {
+        return client
+            .execute(statement.statement.as_str(), &[])
+            .await
+            .map_err(|e| failed(index, statement, &e));
+    }
+    let prepared = client
+        .prepare(&statement.statement)
+        .await
+        .map_err(|e| failed(index, statement, &e))?;
+    let binds = bind(index, &statement.params, prepared.params())?;
+    client
+        .execute(
+            &prepared,
+            &binds
+                .iter()
+                .map(|b| b as &(dyn ToSql + Sync))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .map_err(|e| failed(index, statement, &e))
+}
+
+fn failed(index: usize, statement: &SqlStatement, error: &tokio_postgres::Error) -> SqlError {
+    SqlError::Statement {
+        index,
+        shown: if statement.sensitive {
+            statement.summary.clone()
+        } else {
+            statement.statement.clone()
+        },
+        code: sqlstate(error),
+        message: if statement.sensitive {
+            "(message withheld: the statement carries a secret)".to_owned()
+        } else {
+            db_message(error)
+        },
+    }
+}
+
+fn sqlstate(error: &tokio_postgres::Error) -> String {
+    error
+        .code()
+        .map_or_else(|| "-----".to_owned(), |c| c.code().to_owned())
+}
+
+/// The server's own message: `Display` of a tokio-postgres error says only
+/// "db error".
+pub(super) fn db_message(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => error
+            .source()
+            .map_or_else(|| error.to_string(), |s| format!("{error}: {s}")),
+    }
+}

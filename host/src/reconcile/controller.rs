@@ -1,0 +1,221 @@
+//! The controller of one binding: its watches and caches, kube-runtime's
+//! `Controller` driving [`pipeline::reconcile`] per object, and the retry
+//! policy for failed reconciles.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
+use kube::{Client, ResourceExt};
+
+use super::cache::{KindCache, ReadCaches, WrittenObjects, slim};
+use super::context::{ChildKind, Context, ServedKind, Settings};
+use super::error::{ReconcileError, kube_error};
+use super::pipeline;
+use super::queue::Queue;
+use super::versions::Versions;
+use crate::binding::LiveBinding;
+use crate::events::EventRecorder;
+use crate::metrics::{BindingLabels, Metrics};
+use crate::postgres::ServerDirectory;
+use crate::vocabulary::OWNER_UID_LABEL;
+
+/// Runs the controller of one binding until `shutdown` resolves;
+/// reconciles in flight then finish. Versions published on the binding's
+/// [`BindingPublisher`](crate::binding::BindingPublisher) are swapped in as
+/// they come, and every object is then reconciled again.
+///
+/// # Errors
+/// When the plugin's kinds are not served by the API server.
+pub async fn run(
+    client: Client,
+    mut live: LiveBinding,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    servers: Arc<ServerDirectory>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), ReconcileError> {
+    let first = live.current();
+    let plugin = first.binding.clone();
+    let description = plugin.plugin.description().clone();
+    let labels = BindingLabels::new(live.name(), &description.name);
+    let target = ServedKind::discover(&client, &description.target)
+        .await
+        .map_err(kube_error("discovering the target kind"))?;
+    // One watch cache per kind the plugin writes or reads: the children of
+    // a kind it also reads are served from the cache of all its objects.
+    let grants = &plugin.grants;
+    let mut children = Vec::new();
+    let mut child_streams = Vec::new();
+    let mut read_caches = HashMap::new();
+    let mut read_streams = Vec::new();
+    for kind in grants.child_kinds.union(&grants.read_kinds) {
+        let served = ServedKind::discover(&client, kind)
+            .await
+            .map_err(kube_error("discovering a kind the plugin writes or reads"))?;
+        let reads = grants.may_read(kind);
+        let (cache, stream) = KindCache::watch(
+            &client,
+            &served.resource,
+            served.namespaced,
+            &description.name,
+            reads,
+        );
+        if reads {
+            read_caches.insert(kind.clone(), cache.clone());
+        }
+        if grants.may_own(kind) {
+            child_streams.push((stream, served.resource.clone()));
+            children.push(ChildKind { served, cache });
+        } else {
+            read_streams.push(stream);
+        }
+    }
+    let reads = Arc::new(ReadCaches::new(read_caches, read_streams));
+    if grants.uses_servers()
+        && let Err(error) = servers.ready().await
+    {
+        // Reconciles still run; objects show that no server is usable.
+        tracing::warn!(binding = %labels.binding, %error, "PostgreSQL servers are not known yet");
+    }
+    let concurrency = plugin.concurrency;
+
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &target.resource);
+    let writer = Writer::new(target.resource.clone());
+    let reader = writer.as_reader();
+    // Status-only changes keep the generation: they must not re-trigger the
+    // reconcile that wrote them. Finalizer changes must: adding ours ends a
+    // reconcile that waits for the change to come back. Annotation changes
+    // must too: they carry requests such as a password rotation.
+    let written = WrittenObjects::default();
+    let observed = written.clone();
+    let queue = Queue::default();
+    let (forgotten, triggered) = (queue.clone(), queue.clone());
+    let trigger = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).modify(slim),
+    )
+    .default_backoff()
+    .inspect_ok(move |event| {
+        observed.observe(event);
+        if let watcher::Event::Delete(object) = event {
+            forgotten.forget(&object.uid().unwrap_or_default());
+        }
+    })
+    .applied_objects()
+    .predicate_filter(
+        predicates::generation
+            .combine(predicates::finalizers)
+            .combine(predicates::annotations),
+        Default::default(),
+    )
+    .inspect_ok(move |object| triggered.triggered(&object.uid().unwrap_or_default()));
+    let (swapped, swap_queue) = (reader.clone(), queue.clone());
+    let mut controller = Controller::for_stream_with(trigger, reader, target.resource.clone())
+        .with_config(ControllerConfig::default().concurrency(concurrency));
+    // Each child watch fills its cache and triggers the owner's reconcile:
+    // what a reconcile reads from the cache is at least as new as what
+    // triggered it.
+    for (stream, resource) in child_streams {
+        let queue = queue.clone();
+        let stream = stream.inspect_ok(move |child| {
+            if let Some(owner) = child.labels().get(OWNER_UID_LABEL) {
+                queue.triggered(owner);
+            }
+        });
+        controller = controller.owns_stream_with(stream, resource);
+    }
+    let context = Context {
+        events: EventRecorder::new(client.clone(), &settings.reporter),
+        client,
+        plugin,
+        labels: labels.clone(),
+        target,
+        children,
+        reads,
+        failures: Arc::default(),
+        written,
+        queue: queue.clone(),
+        settings,
+        metrics: Arc::clone(&metrics),
+        servers,
+    };
+    let versions = Versions::new(context, &first);
+    tracing::info!(binding = %labels.binding, plugin = %labels.plugin, kind = %description.target, "controller started");
+    let depth = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            metrics.set_queue_depth(&labels, queue.depth());
+        }
+    });
+    let swaps = versions.swaps(live).inspect(move |()| {
+        for object in swapped.state() {
+            swap_queue.triggered(&object.uid().unwrap_or_default());
+        }
+    });
+    controller
+        .reconcile_all_on(swaps)
+        .graceful_shutdown_on(shutdown)
+        .run(pipeline::reconcile, error_policy, versions)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile did not complete");
+            }
+        })
+        .await;
+    depth.abort();
+    tracing::info!(binding = %description.name, "controller stopped");
+    Ok(())
+}
+
+/// When to try a failed reconcile again: with a growing backoff, or at the
+/// next resync when the plugin says retrying cannot help.
+fn error_policy(
+    object: Arc<DynamicObject>,
+    error: &ReconcileError,
+    versions: Arc<Versions>,
+) -> Action {
+    let ctx = Arc::clone(&versions.current().context);
+    let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+    let count = failures
+        .entry(object.uid().unwrap_or_default())
+        .or_insert(0);
+    *count = count.saturating_add(1);
+    // A plugin that says retrying cannot help (an invalid spec) is asked
+    // again on the next change or resync, not on a fast backoff.
+    let delay = match error {
+        ReconcileError::Plugin { source, .. } if !source.is_retryable() => ctx.settings.resync,
+        _ => backoff(*count),
+    };
+    ctx.queue.requeued(&object.uid().unwrap_or_default(), delay);
+    tracing::warn!(object = %object.name_any(), reason = error.reason(), %error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Exponential backoff from 500 ms to 5 min with ±20 % jitter, so objects
+/// that failed together do not retry together.
+fn backoff(failures: u32) -> Duration {
+    let base = Duration::from_millis(500).saturating_mul(1 << failures.min(10).saturating_sub(1));
+    let capped = base.min(Duration::from_secs(300));
+    let jitter = (Timestamp::now().subsec_nanosecond() as u64 % 400) as f64 / 1000.0 + 0.8;
+    capped.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_and_is_capped_with_jitter() {
+        assert!(backoff(1) <= Duration::from_millis(600));
+        assert!(backoff(4) >= Duration::from_millis(3200));
+        assert!(backoff(30) <= Duration::from_secs(360));
+    }
+}

@@ -1,0 +1,134 @@
+//! One reconcile, top to bottom: gather → decide → check → execute →
+//! report, behind the plugin's finalizer. A failure at any step is
+//! reported once, here: counted, shown in status and as a Warning event.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::DynamicObject;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
+
+use super::context::Context;
+use super::error::ReconcileError;
+use super::versions::Versions;
+use super::{check, decide, execute, gather, report};
+use crate::metrics::Outcome;
+use crate::runtime::CallError;
+
+/// Reconciles `object` with the version in service when it starts.
+pub(super) async fn reconcile(
+    object: Arc<DynamicObject>,
+    versions: Arc<Versions>,
+) -> Result<Action, ReconcileError> {
+    let version = versions.current();
+    let result = run(object, Arc::clone(&version.context)).await;
+    if let Some(latency) = version.reconciled() {
+        let ctx = &version.context;
+        ctx.metrics.record_swap_latency(&ctx.labels, latency);
+        tracing::info!(binding = %ctx.labels.binding, digest = %ctx.plugin.plugin.digest(), latency_ms = latency.as_millis() as u64, "first reconcile by the new plugin version");
+    }
+    result
+}
+
+#[tracing::instrument(name = "wasm_operator.reconcile", skip_all, fields(binding = %ctx.labels.binding, plugin = %ctx.plugin_name(), object = %object.name_any(), namespace = object.namespace().unwrap_or_default(), trace_id = %trace_id()))]
+async fn run(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    ctx.queue.started(&object.uid().unwrap_or_default());
+    let object = ctx.written.overlay(Arc::clone(&object)).unwrap_or(object);
+    let api = ctx.api_for(object.namespace().as_deref());
+    let result = finalizer(
+        &api,
+        &ctx.plugin.finalizer(),
+        object.clone(),
+        |event| async {
+            match event {
+                FinalizerEvent::Apply(object) => apply(&ctx, object).await,
+                FinalizerEvent::Cleanup(object) => cleanup(&ctx, object).await,
+            }
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => inner,
+        other => ReconcileError::Finalizer(Box::new(other)),
+    });
+    record(&ctx, &result, started);
+    match &result {
+        Ok(_) => {
+            ctx.failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&object.uid().unwrap_or_default());
+        }
+        Err(error) => report::failed(&ctx, &object, error).await,
+    }
+    result
+}
+
+/// The object exists: its plugin decides, and the decision is carried out.
+async fn apply(ctx: &Context, object: Arc<DynamicObject>) -> Result<Action, ReconcileError> {
+    let gathered = gather::gather(ctx, object).await?;
+    let decision = decide::reconcile(ctx, &gathered).await?;
+    check::reconcile(&gathered, &decision)?;
+    execute::sql(ctx, &decision.sql).await?;
+    execute::children(ctx, &gathered, &decision.children).await?;
+    report::decided(ctx, &gathered.object, &decision).await?;
+    report::events(ctx, &gathered.object, &decision.events).await;
+    let after = decision.requeue_after.unwrap_or(ctx.settings.resync);
+    ctx.queue
+        .requeued(&gathered.object.uid().unwrap_or_default(), after);
+    Ok(Action::requeue(after))
+}
+
+/// The object is being deleted: its plugin cleans up until it says it is
+/// done, and the finalizer goes.
+async fn cleanup(ctx: &Context, object: Arc<DynamicObject>) -> Result<Action, ReconcileError> {
+    let gathered = gather::gather(ctx, object).await?;
+    let decision = decide::finalize(ctx, &gathered).await?;
+    check::finalize(&gathered, &decision)?;
+    execute::sql(ctx, &decision.sql).await?;
+    report::events(ctx, &gathered.object, &decision.events).await;
+    if decision.done {
+        Ok(Action::await_change())
+    } else {
+        // Returning an error keeps the finalizer; the backoff asks again.
+        Err(ReconcileError::Plugin {
+            plugin: gathered.plugin,
+            source: CallError::Guest {
+                reason: "CleanupPending".into(),
+                message: "the plugin has not finished cleaning up".into(),
+                retryable: true,
+            },
+        })
+    }
+}
+
+/// Counts a finished reconcile, and its failure by reason.
+fn record(ctx: &Context, result: &Result<Action, ReconcileError>, started: Instant) {
+    let kind = ctx.target.resource.kind.as_str();
+    let outcome = match result {
+        Ok(_) => Outcome::Success,
+        Err(ReconcileError::Refused { .. }) => Outcome::Refused,
+        Err(_) => Outcome::Error,
+    };
+    let metrics = &ctx.metrics;
+    metrics.record_reconcile(&ctx.labels, kind, outcome, started.elapsed());
+    if let Err(error) = result {
+        metrics.record_reconcile_error(&ctx.labels, kind, error.reason());
+        match error {
+            ReconcileError::Plugin { source, .. } => {
+                metrics.record_call_failure(&ctx.labels, source);
+            }
+            ReconcileError::Refused { .. } => metrics.record_refused_output(&ctx.labels),
+            _ => {}
+        }
+    }
+}
+
+fn trace_id() -> String {
+    let now = Timestamp::now();
+    format!("{:x}{:08x}", now.as_second(), now.subsec_nanosecond())
+}

@@ -1,0 +1,202 @@
+//! Report: what a reconcile tells the user. One status writer for success
+//! and failure (`observedGeneration`, the plugin digest, a `Ready`
+//! condition), and the events: the plugin's, and a Warning for a failure.
+//!
+//! Status is written only when it changes, so a converged object costs no
+//! write, and a condition keeps its `lastTransitionTime` while its status
+//! stays the same.
+
+use k8s_openapi::jiff::{Timestamp, Unit};
+use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::runtime::events::EventType as KubeEventType;
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use super::context::Context;
+use super::error::{ReconcileError, kube_error};
+use crate::events::truncate;
+use crate::metrics::WriteVerb;
+use crate::runtime::{Decision, Event, EventType};
+use crate::vocabulary::{DIGEST_FIELD, READY};
+
+/// The longest condition message written.
+const MAX_MESSAGE_BYTES: usize = 2048;
+
+/// Writes the status a carried-out decision asks for, with
+/// `observedGeneration`, the plugin digest and a `Ready` condition (unless
+/// the plugin set its own).
+///
+/// # Errors
+/// [`ReconcileError::Kube`] when the status cannot be written.
+pub(super) async fn decided(
+    ctx: &Context,
+    object: &DynamicObject,
+    decision: &Decision,
+) -> Result<(), ReconcileError> {
+    let current = current_status(object);
+    let mut status = decision.status.clone().unwrap_or_else(|| json!({}));
+    status["observedGeneration"] = json!(object.metadata.generation);
+    status[DIGEST_FIELD] = json!(ctx.plugin.plugin.digest().to_string());
+    let mut conditions = conditions_of(&status);
+    if !conditions.iter().any(|c| c["type"] == READY) {
+        conditions.push(condition(
+            &current,
+            READY,
+            true,
+            "Reconciled",
+            "the plugin's decision is applied",
+            object.metadata.generation,
+        ));
+        status["conditions"] = Value::Array(conditions);
+    }
+    write_status(ctx, object, &current, status).await
+}
+
+/// Shows a failed reconcile: `Ready=False` with the failure's reason and
+/// message (the rest of the status as it is), and a Warning event. A
+/// status that cannot be written is logged: the failure itself is what
+/// the caller reports.
+pub(super) async fn failed(ctx: &Context, object: &DynamicObject, error: &ReconcileError) {
+    let current = current_status(object);
+    let message = error.to_string();
+    let reason = error.condition_reason();
+    let mut status = if current.is_object() {
+        current.clone()
+    } else {
+        json!({})
+    };
+    let mut conditions: Vec<Value> = conditions_of(&current)
+        .into_iter()
+        .filter(|c| c["type"] != READY)
+        .collect();
+    conditions.push(condition(
+        &current,
+        READY,
+        false,
+        &reason,
+        &message,
+        object.metadata.generation,
+    ));
+    status["conditions"] = Value::Array(conditions);
+    status["observedGeneration"] = json!(object.metadata.generation);
+    if let Err(error) = write_status(ctx, object, &current, status).await {
+        tracing::warn!(%error, "could not record the failure in status");
+    }
+    let event = Event {
+        type_: EventType::Warning,
+        reason,
+        note: message,
+        action: "Reconcile".into(),
+    };
+    events(ctx, object, std::slice::from_ref(&event)).await;
+}
+
+/// Records `events` about `object`; one that cannot be recorded is logged.
+pub(super) async fn events(ctx: &Context, object: &DynamicObject, events: &[Event]) {
+    let reference = object.object_ref(&ctx.target.resource);
+    for event in events {
+        let type_ = match event.type_ {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        };
+        match ctx
+            .events
+            .publish(&reference, type_, &event.reason, &event.note, &event.action)
+            .await
+        {
+            Ok(()) => ctx.metrics.record_write(&ctx.labels, WriteVerb::Event),
+            Err(error) => {
+                tracing::warn!(%error, reason = %event.reason, "could not record an event")
+            }
+        }
+    }
+}
+
+fn current_status(object: &DynamicObject) -> Value {
+    object.data.get("status").cloned().unwrap_or(Value::Null)
+}
+
+fn conditions_of(status: &Value) -> Vec<Value> {
+    status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Server-side applies `status` as the plugin's field manager, unless it is
+/// what `current` already says.
+async fn write_status(
+    ctx: &Context,
+    object: &DynamicObject,
+    current: &Value,
+    status: Value,
+) -> Result<(), ReconcileError> {
+    if *current == status {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": ctx.target.resource.api_version,
+        "kind": ctx.target.resource.kind,
+        "status": status,
+    });
+    let written = ctx
+        .api_for(object.namespace().as_deref())
+        .patch_status(
+            &object.name_any(),
+            &PatchParams::apply(&ctx.plugin.field_manager()).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(kube_error("writing status"))?;
+    ctx.written.record(Some(object), written);
+    ctx.metrics.record_write(&ctx.labels, WriteVerb::Status);
+    Ok(())
+}
+
+/// A condition, keeping `lastTransitionTime` when its status is unchanged so
+/// an unchanged decision writes nothing.
+fn condition(
+    current: &Value,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Value {
+    let status = if ok { "True" } else { "False" };
+    let previous = conditions_of(current)
+        .into_iter()
+        .find(|c| c["type"] == type_);
+    let since = match previous {
+        Some(p) if p["status"] == status => p["lastTransitionTime"].clone(),
+        _ => json!(
+            Timestamp::now()
+                .round(Unit::Second)
+                .unwrap_or(Timestamp::now())
+                .to_string()
+        ),
+    };
+    json!({
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": truncate(message, MAX_MESSAGE_BYTES),
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unchanged_condition_keeps_its_transition_time() {
+        let current = json!({"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}]});
+        let again = condition(&current, READY, true, "Reconciled", "ok", Some(2));
+        assert_eq!(again["lastTransitionTime"], "2020-01-01T00:00:00Z");
+        let flipped = condition(&current, READY, false, "Trap", "boom", Some(2));
+        assert_ne!(flipped["lastTransitionTime"], "2020-01-01T00:00:00Z");
+    }
+}
