@@ -49,7 +49,7 @@ fn call_context(ctx: &Context, gathered: &Gathered) -> CallContext {
             reads: Arc::clone(&ctx.reads),
             servers: Arc::clone(&ctx.servers),
         }),
-        grants: Arc::new(gathered.grants.clone()),
+        grants: Arc::clone(&gathered.grants),
     }
 }
 

@@ -31,8 +31,8 @@ pub(super) struct Gathered {
     /// Its existing children.
     pub(super) children: Vec<ExistingChild>,
     /// The plugin's grants for this object (servers narrowed to those that
-    /// consent to its namespace).
-    pub(super) grants: Grants,
+    /// consent to its namespace); shared with the sandboxed call.
+    pub(super) grants: Arc<Grants>,
     /// The request handed to the plugin.
     pub(super) input: ReconcileInput,
     /// The plugin's name, for errors.
@@ -62,7 +62,7 @@ pub(super) async fn gather(
         servers: servers.iter().cloned().collect(),
     };
     Ok(Gathered {
-        grants: ctx.plugin.grants.for_object(&servers),
+        grants: Arc::new(ctx.plugin.grants.for_object(&servers)),
         object,
         children,
         input,
