@@ -342,7 +342,7 @@ pub fn validate_settings(schema: &Value, settings: &Value) -> Result<(), Binding
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::ReconcilerPlugin;
+    use crate::binding::fixtures::binding;
 
     fn description(name: &str, kind: &str) -> PluginDescription {
         PluginDescription {
@@ -356,16 +356,6 @@ mod tests {
             wit_version: "0.1.0".into(),
             offers_admission: false,
         }
-    }
-
-    fn binding() -> ReconcilerPlugin {
-        serde_json::from_value(json!({
-            "apiVersion": "systems.mikemiller.tech/v1alpha1",
-            "kind": "ReconcilerPlugin",
-            "metadata": {"name": "greeting", "generation": 3},
-            "spec": {"source": {"configMap": {"namespace": "ns", "name": "cm", "key": "k"}}},
-        }))
-        .unwrap()
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! through a [`live`] channel.
 
 mod bound;
+#[cfg(test)]
+mod fixtures;
 mod follow;
 mod live;
 mod load;

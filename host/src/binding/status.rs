@@ -177,17 +177,8 @@ fn condition(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::binding::fixtures::binding;
     use crate::runtime::LoadError;
-
-    fn binding() -> ReconcilerPlugin {
-        serde_json::from_value(json!({
-            "apiVersion": "systems.mikemiller.tech/v1alpha1",
-            "kind": "ReconcilerPlugin",
-            "metadata": {"name": "greeting", "generation": 3},
-            "spec": {"source": {"configMap": {"namespace": "ns", "name": "cm", "key": "k"}}},
-        }))
-        .unwrap()
-    }
 
     #[test]
     fn a_refused_first_version_is_not_ready_and_names_the_refused_digest() {

@@ -10,10 +10,9 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use tokio_postgres::Client;
-use tokio_postgres::types::ToSql;
 
 use super::error::SqlError;
-use super::values::{bind, row_values};
+use super::values::{as_params, bind, row_values};
 use crate::runtime::{QueryResult, SqlPlan, SqlStatement, SqlValue};
 
 /// How far a plan got.
@@ -97,13 +96,7 @@ pub async fn query_read_only(
     let prepared = transaction.prepare(statement).await.map_err(query_error)?;
     let binds = bind(0, params, prepared.params())?;
     let rows = transaction
-        .query(
-            &prepared,
-            &binds
-                .iter()
-                .map(|b| b as &(dyn ToSql + Sync))
-                .collect::<Vec<_>>(),
-        )
+        .query(&prepared, &as_params(&binds))
         .await
         .map_err(query_error)?;
     // Dropping the transaction rolls it back: nothing a query does persists.
@@ -130,13 +123,7 @@ async fn execute(client: &Client, index: usize, statement: &SqlStatement) -> Res
         .map_err(|e| failed(index, statement, &e))?;
     let binds = bind(index, &statement.params, prepared.params())?;
     client
-        .execute(
-            &prepared,
-            &binds
-                .iter()
-                .map(|b| b as &(dyn ToSql + Sync))
-                .collect::<Vec<_>>(),
-        )
+        .execute(&prepared, &as_params(&binds))
         .await
         .map_err(|e| failed(index, statement, &e))
 }

@@ -118,6 +118,11 @@ impl ToSql for Bound {
     to_sql_checked!();
 }
 
+/// Bound values as the parameter list tokio-postgres takes.
+pub(super) fn as_params(binds: &[Bound]) -> Vec<&(dyn ToSql + Sync)> {
+    binds.iter().map(|b| b as &(dyn ToSql + Sync)).collect()
+}
+
 pub(super) fn row_values(row: &Row) -> Result<Vec<SqlValue>, SqlError> {
     row.columns()
         .iter()

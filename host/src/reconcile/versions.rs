@@ -15,7 +15,6 @@ use futures::{Stream, StreamExt};
 
 use super::context::Context;
 use crate::binding::{LiveBinding, Published};
-use crate::metrics::BindingLabels;
 
 /// The controller context of the version in service.
 pub(super) struct Versions {
@@ -75,11 +74,9 @@ impl Versions {
         let previous = self.current.load_full();
         let from = previous.context.plugin.plugin.digest().to_string();
         let to = published.binding.plugin.digest().to_string();
+        // A new version keeps the plugin's name (the loader refuses a
+        // rename), so the labels stay those of the previous version.
         let context = Context {
-            labels: BindingLabels::new(
-                &previous.context.labels.binding,
-                published.binding.plugin_name(),
-            ),
             plugin: published.binding,
             ..Context::clone(&previous.context)
         };
