@@ -37,11 +37,11 @@ package_name() {
     sed -n 's/^name[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$1/Cargo.toml" | head -n 1
 }
 
-packages=("$(package_name plugins/example)" "$(package_name plugins/swap-v2)")
+packages=("$(package_name plugins/example)" "$(package_name host/tests/plugins/swap-v2)")
 for dir in plugins/postgres/server plugins/postgres/database plugins/postgres/user; do
     packages+=("$(package_name "$dir")")
 done
-for dir in plugins/hostile/*/; do
+for dir in host/tests/plugins/hostile/*/; do
     packages+=("$(package_name "${dir%/}")")
 done
 

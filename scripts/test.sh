@@ -27,7 +27,7 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 step "cargo clippy (plugins, wasm32-wasip2)"
 plugin_packages=(-p wasm-operator-sdk -p example-plugin -p swap-v2-plugin)
 plugin_packages+=(-p postgres-plugins -p postgres-server-plugin -p postgres-database-plugin -p postgres-user-plugin)
-for dir in plugins/hostile/*/; do
+for dir in host/tests/plugins/hostile/*/; do
   plugin_packages+=(-p "$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n1)")
 done
 cargo clippy --target wasm32-wasip2 --profile plugin "${plugin_packages[@]}" -- -D warnings

@@ -25,6 +25,7 @@ use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 use support::cluster::{Cluster, eventually, metric, scrape};
+use support::fixtures::{self, Binding};
 use support::pg_cluster;
 use test_postgres::PgServer;
 
@@ -106,50 +107,18 @@ async fn noop(objects: usize) {
 }
 
 async fn noop_with(objects: usize, label: &str, binary: &Path) {
-    let crd: Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../plugins/example/greeting-crd.yaml"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let crds = vec![
-        crd,
-        serde_json::to_value(
-            wasm_operator::crd::all()
-                .remove("reconcilerplugins.yaml")
-                .unwrap(),
-        )
-        .unwrap(),
-    ];
-    let cluster = Cluster::start(
-        &format!("bench-noop-{objects}-{}", label.replace(' ', "-")),
-        crds,
-        &["bench"],
-    )
-    .await;
+    let name = format!("bench-noop-{objects}-{}", label.replace(' ', "-"));
+    let cluster = Cluster::with_greetings(&name, &["bench"]).await;
     let client = cluster.client();
-    let binding = json!({
-        "apiVersion": "systems.mikemiller.tech/v1alpha1",
-        "kind": "ReconcilerPlugin",
-        "metadata": {"name": "greeting"},
-        "spec": {
-            "source": {"file": plugin("example-plugin")},
-            "limits": {"concurrency": 16},
-            "grants": {"children": [{"version": "v1", "kind": "ConfigMap"}], "read": [{"version": "v1", "kind": "ConfigMap"}]},
-        },
-    });
-    Api::<DynamicObject>::all_with(
-        client.clone(),
-        &resource("systems.mikemiller.tech", "ReconcilerPlugin"),
-    )
-    .create(
-        &PostParams::default(),
-        &serde_json::from_value(binding).unwrap(),
-    )
-    .await
-    .unwrap();
+    Binding::named("greeting")
+        .source_file(Path::new(&plugin("example-plugin")))
+        .limits(json!({"concurrency": 16}))
+        .grants(json!({
+            "children": [{"version": "v1", "kind": "ConfigMap"}],
+            "read": [{"version": "v1", "kind": "ConfigMap"}],
+        }))
+        .create(&client)
+        .await;
     let greetings = Api::<DynamicObject>::namespaced_with(
         client.clone(),
         "bench",
@@ -159,12 +128,7 @@ async fn noop_with(objects: usize, label: &str, binary: &Path) {
         &greetings,
         (0..objects)
             .map(|i| {
-                json!({
-                    "apiVersion": "examples.systems.mikemiller.tech/v1alpha1",
-                    "kind": "Greeting",
-                    "metadata": {"name": format!("g-{i:05}"), "namespace": "bench"},
-                    "spec": {"greeting": "Hello"},
-                })
+                fixtures::greeting("bench", &format!("g-{i:05}"), json!({"greeting": "Hello"}))
             })
             .collect(),
     )
@@ -274,11 +238,7 @@ async fn postgres(databases: usize) {
     let flushed = settle();
 
     let pg = PgServer::start_default_in(&data).unwrap();
-    let crds = wasm_operator::crd::all()
-        .into_values()
-        .map(|c| serde_json::to_value(c).unwrap())
-        .collect();
-    let cluster = Cluster::start("bench-postgres", crds, &["db"]).await;
+    let cluster = Cluster::with_operator_crds("bench-postgres", &["db"]).await;
     let client = cluster.client();
     pg_cluster::register_server(&client, "db", pg.port(), &[]).await;
     pg_cluster::bind_plugins(&client, &["postgres-server", "postgres-database"], Some(8)).await;
@@ -296,15 +256,14 @@ async fn postgres(databases: usize) {
     );
     let objects = (0..databases)
         .map(|i| {
-            json!({
-                "apiVersion": "systems.mikemiller.tech/v1alpha1",
-                "kind": "Database",
-                "metadata": {"name": format!("db-{i:04}"), "namespace": "db"},
-                "spec": {
+            fixtures::database(
+                "db",
+                &format!("db-{i:04}"),
+                json!({
                     "serverRef": {"name": "main"},
                     "credentials": {"username": format!("owner-{i:04}")},
-                },
-            })
+                }),
+            )
         })
         .collect();
     let started = Instant::now();

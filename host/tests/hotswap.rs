@@ -16,15 +16,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::watcher;
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::cluster::{Cluster, Operator, eventually, metric, scrape, try_scrape};
+use support::fixtures::{self, Binding};
 use wasm_operator::crd::{ReconcilerPlugin, ReconcilerPluginStatus};
 use wasm_operator::runtime::PluginDigest;
 
@@ -89,23 +88,8 @@ struct Bed {
 
 impl Bed {
     async fn start(name: &str) -> Self {
-        let greeting_crd: Value = serde_saphyr::from_str(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../plugins/example/greeting-crd.yaml"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
-        let cluster = Cluster::start(
-            &format!("hotswap-{name}"),
-            vec![
-                greeting_crd,
-                serde_json::to_value(ReconcilerPlugin::crd()).unwrap(),
-            ],
-            &[OPERATOR_NAMESPACE],
-        )
-        .await;
+        let cluster =
+            Cluster::with_greetings(&format!("hotswap-{name}"), &[OPERATOR_NAMESPACE]).await;
         let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("hotswap-cache-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&cache);
@@ -125,24 +109,15 @@ impl Bed {
     }
 
     async fn bind(&self) {
-        let binding: ReconcilerPlugin = serde_json::from_value(json!({
-            "apiVersion": "systems.mikemiller.tech/v1alpha1",
-            "kind": "ReconcilerPlugin",
-            "metadata": {"name": BINDING},
-            "spec": {
-                "source": {"configMap": {"namespace": OPERATOR_NAMESPACE, "name": CONFIG_MAP, "key": KEY}},
-                "settings": {"defaultAudience": "operators"},
-                "grants": {
-                    "read": [{"version": "v1", "kind": "ConfigMap"}],
-                    "children": [{"version": "v1", "kind": "ConfigMap"}],
-                },
-            }
-        }))
-        .unwrap();
-        Api::<ReconcilerPlugin>::all(self.client())
-            .create(&PostParams::default(), &binding)
-            .await
-            .unwrap();
+        Binding::named(BINDING)
+            .source_config_map(OPERATOR_NAMESPACE, CONFIG_MAP, KEY)
+            .settings(json!({"defaultAudience": "operators"}))
+            .grants(json!({
+                "read": [{"version": "v1", "kind": "ConfigMap"}],
+                "children": [{"version": "v1", "kind": "ConfigMap"}],
+            }))
+            .create(&self.client())
+            .await;
     }
 
     fn start_operator(&self) -> Operator {
@@ -179,23 +154,7 @@ impl Bed {
 /// Writes `bytes` under `key` of the plugin ConfigMap (created if needed),
 /// leaving the other keys alone.
 async fn put_component(client: &Client, key: &str, bytes: &[u8]) {
-    let config_map = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(CONFIG_MAP.into()),
-            namespace: Some(OPERATOR_NAMESPACE.into()),
-            ..ObjectMeta::default()
-        },
-        binary_data: Some([(key.to_owned(), ByteString(bytes.to_vec()))].into()),
-        ..ConfigMap::default()
-    };
-    Api::<ConfigMap>::namespaced(client.clone(), OPERATOR_NAMESPACE)
-        .patch(
-            CONFIG_MAP,
-            &PatchParams::apply(&format!("hotswap-test.{key}")).force(),
-            &Patch::Apply(&config_map),
-        )
-        .await
-        .unwrap();
+    fixtures::put_component(client, OPERATOR_NAMESPACE, CONFIG_MAP, key, bytes).await;
 }
 
 fn condition<'a>(status: &'a ReconcilerPluginStatus, type_: &str) -> Option<&'a Condition> {
@@ -203,21 +162,15 @@ fn condition<'a>(status: &'a ReconcilerPluginStatus, type_: &str) -> Option<&'a 
 }
 
 fn greetings(client: &Client) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "examples.systems.mikemiller.tech",
-        "v1alpha1",
-        "Greeting",
-    ));
-    Api::namespaced_with(client.clone(), "default", &resource)
+    fixtures::greetings(client, "default")
 }
 
 async fn create_greeting(client: &Client, name: &str, greeting: &str) {
-    let object: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "examples.systems.mikemiller.tech/v1alpha1",
-        "kind": "Greeting",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"greeting": greeting},
-    }))
+    let object: DynamicObject = serde_json::from_value(fixtures::greeting(
+        "default",
+        name,
+        json!({"greeting": greeting}),
+    ))
     .unwrap();
     greetings(client)
         .create(&PostParams::default(), &object)

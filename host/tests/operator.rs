@@ -5,56 +5,37 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use support::cluster::{self, Operator, eventually, metric, scrape};
+use support::cluster::{self, Cluster, Operator, eventually, metric, scrape};
+use support::fixtures::{self, Binding, greetings};
 use wasm_operator::crd::ReconcilerPlugin;
 use wasm_operator::runtime::PluginDigest;
 
 const OPERATOR_NAMESPACE: &str = "wasm-operator";
 
-/// A cluster with the CRDs, the namespaces and the example plugin's ConfigMap.
-struct Cluster {
-    inner: cluster::Cluster,
+/// The test bed: a cluster with the CRDs, the namespaces and a plugin's
+/// component in the ConfigMap `example-plugin`.
+struct Bed {
+    inner: Cluster,
     component: Vec<u8>,
 }
 
-impl Cluster {
+impl Bed {
     async fn start(name: &str, plugin: &str) -> Self {
-        let greeting_crd: Value = serde_saphyr::from_str(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../plugins/example/greeting-crd.yaml"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
-        let inner = cluster::Cluster::start(
-            name,
-            vec![
-                greeting_crd,
-                serde_json::to_value(ReconcilerPlugin::crd()).unwrap(),
-            ],
-            &[OPERATOR_NAMESPACE, "default"],
+        let inner = Cluster::with_greetings(name, &[OPERATOR_NAMESPACE, "default"]).await;
+        let component = support::component(plugin);
+        fixtures::put_component(
+            &inner.client(),
+            OPERATOR_NAMESPACE,
+            "example-plugin",
+            "plugin.wasm",
+            &component,
         )
         .await;
-        let component = support::component(plugin);
-        let config_map: ConfigMap = serde_json::from_value(json!({
-            "metadata": {"name": "example-plugin", "namespace": OPERATOR_NAMESPACE},
-        }))
-        .unwrap();
-        let config_map = ConfigMap {
-            binary_data: Some([("plugin.wasm".to_owned(), ByteString(component.clone()))].into()),
-            ..config_map
-        };
-        Api::<ConfigMap>::namespaced(inner.client(), OPERATOR_NAMESPACE)
-            .create(&PostParams::default(), &config_map)
-            .await
-            .unwrap();
         Self { inner, component }
     }
 
@@ -63,21 +44,12 @@ impl Cluster {
     }
 
     async fn bind(&self, grants: Value) {
-        let binding: ReconcilerPlugin = serde_json::from_value(json!({
-            "apiVersion": "systems.mikemiller.tech/v1alpha1",
-            "kind": "ReconcilerPlugin",
-            "metadata": {"name": "greeting"},
-            "spec": {
-                "source": {"configMap": {"namespace": OPERATOR_NAMESPACE, "name": "example-plugin", "key": "plugin.wasm"}},
-                "settings": {"defaultAudience": "operators"},
-                "grants": grants,
-            }
-        }))
-        .unwrap();
-        Api::<ReconcilerPlugin>::all(self.client())
-            .create(&PostParams::default(), &binding)
-            .await
-            .unwrap();
+        Binding::named("greeting")
+            .source_config_map(OPERATOR_NAMESPACE, "example-plugin", "plugin.wasm")
+            .settings(json!({"defaultAudience": "operators"}))
+            .grants(grants)
+            .create(&self.client())
+            .await;
     }
 
     /// Starts the operator; resyncs are rare so that writes can be counted.
@@ -87,22 +59,12 @@ impl Cluster {
     }
 }
 
-fn greetings(client: &Client, ns: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "examples.systems.mikemiller.tech",
-        "v1alpha1",
-        "Greeting",
-    ));
-    Api::namespaced_with(client.clone(), ns, &resource)
-}
-
 async fn create_greeting(client: &Client, name: &str, greeting: &str) -> DynamicObject {
-    let object: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "examples.systems.mikemiller.tech/v1alpha1",
-        "kind": "Greeting",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"greeting": greeting},
-    }))
+    let object: DynamicObject = serde_json::from_value(fixtures::greeting(
+        "default",
+        name,
+        json!({"greeting": greeting}),
+    ))
     .unwrap();
     greetings(client, "default")
         .create(&PostParams::default(), &object)
@@ -121,7 +83,7 @@ fn ready_condition(object: &DynamicObject) -> Option<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_greeting_gets_its_child_and_ready_status_updates_without_idle_writes_and_is_cleaned_up()
 {
-    let cluster = Cluster::start("lifecycle", "example-plugin").await;
+    let cluster = Bed::start("lifecycle", "example-plugin").await;
     cluster
         .bind(json!({"read": [{"version": "v1", "kind": "ConfigMap"}], "children": [{"version": "v1", "kind": "ConfigMap"}]}))
         .await;
@@ -267,7 +229,7 @@ async fn a_greeting_gets_its_child_and_ready_status_updates_without_idle_writes_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_edited_or_deleted_by_hand_is_put_back_at_once_and_reads_come_from_the_cache() {
-    let cluster = Cluster::start("hand-edits", "example-plugin").await;
+    let cluster = Bed::start("hand-edits", "example-plugin").await;
     cluster
         .bind(json!({"read": [{"version": "v1", "kind": "ConfigMap"}], "children": [{"version": "v1", "kind": "ConfigMap"}]}))
         .await;
@@ -286,12 +248,11 @@ async fn a_child_edited_or_deleted_by_hand_is_put_back_at_once_and_reads_come_fr
         .unwrap();
     // Resyncs are an hour apart: only the watches bring the child back.
     let _operator = cluster.start_operator(&["--leader-election=false"]);
-    let greeting: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "examples.systems.mikemiller.tech/v1alpha1",
-        "kind": "Greeting",
-        "metadata": {"name": "team", "namespace": "default"},
-        "spec": {"greeting": "Hello", "audienceFrom": {"configMap": "audiences", "key": "team"}},
-    }))
+    let greeting: DynamicObject = serde_json::from_value(fixtures::greeting(
+        "default",
+        "team",
+        json!({"greeting": "Hello", "audienceFrom": {"configMap": "audiences", "key": "team"}}),
+    ))
     .unwrap();
     greetings(&client, "default")
         .create(&PostParams::default(), &greeting)
@@ -335,7 +296,7 @@ async fn a_child_edited_or_deleted_by_hand_is_put_back_at_once_and_reads_come_fr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_error_shows_in_status_and_events_and_clears_after_a_fix() {
-    let cluster = Cluster::start("plugin-error", "example-plugin").await;
+    let cluster = Bed::start("plugin-error", "example-plugin").await;
     cluster
         .bind(json!({"read": [{"version": "v1", "kind": "ConfigMap"}], "children": [{"version": "v1", "kind": "ConfigMap"}]}))
         .await;
@@ -389,7 +350,7 @@ async fn a_plugin_error_shows_in_status_and_events_and_clears_after_a_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_kind_outside_the_grants_is_refused_and_nothing_is_applied() {
-    let cluster = Cluster::start("refused", "example-plugin").await;
+    let cluster = Bed::start("refused", "example-plugin").await;
     // The binding allows reads but no children: the plugin's ConfigMap is out of bounds.
     cluster
         .bind(json!({"read": [{"version": "v1", "kind": "ConfigMap"}], "children": []}))
@@ -429,7 +390,7 @@ async fn a_child_kind_outside_the_grants_is_refused_and_nothing_is_applied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_reconciles_and_a_standby_takes_over_within_the_lease() {
-    let cluster = Cluster::start("leader", "example-plugin").await;
+    let cluster = Bed::start("leader", "example-plugin").await;
     cluster
         .bind(json!({"read": [{"version": "v1", "kind": "ConfigMap"}], "children": [{"version": "v1", "kind": "ConfigMap"}]}))
         .await;
@@ -491,7 +452,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_within_the_lease() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_trapping_on_one_object_keeps_reconciling_the_others() {
-    let cluster = Cluster::start("trap", "hostile-selective").await;
+    let cluster = Bed::start("trap", "hostile-selective").await;
     cluster
         .bind(json!({"children": [{"version": "v1", "kind": "ConfigMap"}]}))
         .await;

@@ -17,7 +17,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::cluster::{Cluster, Operator, eventually, metric, try_scrape};
-use support::pg_cluster;
+use support::{fixtures, pg_cluster};
 use test_postgres::PgServer;
 use tokio_postgres::NoTls;
 
@@ -71,12 +71,11 @@ async fn create(client: &Client, ns: &str, object: Value) {
 
 /// Creates Database `ns/name` on the server `db/main` with more `spec`.
 async fn create_database(client: &Client, ns: &str, name: &str, spec: Value) {
-    let mut object = json!({
-        "apiVersion": "systems.mikemiller.tech/v1alpha1",
-        "kind": "Database",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"serverRef": {"name": "main", "namespace": SERVER_NS}},
-    });
+    let mut object = fixtures::database(
+        ns,
+        name,
+        json!({"serverRef": {"name": "main", "namespace": SERVER_NS}}),
+    );
     for (key, value) in spec.as_object().unwrap() {
         object["spec"][key] = value.clone();
     }
@@ -131,11 +130,7 @@ async fn admin(pg: &PgServer, database: &str) -> tokio_postgres::Client {
 /// A cluster with the PostgresServer `db/main` (which lets `infra` use it)
 /// and the three Postgres plugins bound; the operator resyncs every 2 s.
 async fn start(pg: &PgServer, name: &str) -> (Cluster, Operator) {
-    let crds = wasm_operator::crd::all()
-        .into_values()
-        .map(|c| serde_json::to_value(c).unwrap())
-        .collect();
-    let cluster = Cluster::start(name, crds, &[SERVER_NS, APP_NS, "elsewhere"]).await;
+    let cluster = Cluster::with_operator_crds(name, &[SERVER_NS, APP_NS, "elsewhere"]).await;
     let client = cluster.client();
     pg_cluster::register_server(&client, SERVER_NS, pg.port(), &[APP_NS]).await;
     pg_cluster::bind_plugins(

@@ -1,5 +1,5 @@
 //! The runtime against real compiled components: the example plugin and the
-//! hostile guests under `plugins/hostile/`, built by `scripts/build-plugins.sh`.
+//! hostile guests under `host/tests/plugins/hostile/`, built by `scripts/build-plugins.sh`.
 
 mod support;
 

@@ -88,6 +88,34 @@ impl Cluster {
         cluster
     }
 
+    /// A cluster serving the example's `Greeting` CRD and the
+    /// `ReconcilerPlugin` CRD, with `namespaces` created.
+    pub async fn with_greetings(name: &str, namespaces: &[&str]) -> Self {
+        let greeting_crd: Value = serde_saphyr::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../plugins/example/greeting-crd.yaml"
+            ))
+            .expect("reading the Greeting CRD"),
+        )
+        .expect("the Greeting CRD is YAML");
+        let binding_crd = wasm_operator::crd::all()
+            .remove("reconcilerplugins.yaml")
+            .expect("the ReconcilerPlugin CRD");
+        let crds = vec![greeting_crd, serde_json::to_value(binding_crd).unwrap()];
+        Self::start(name, crds, namespaces).await
+    }
+
+    /// A cluster serving every CRD the operator installs (`crds/`), with
+    /// `namespaces` created.
+    pub async fn with_operator_crds(name: &str, namespaces: &[&str]) -> Self {
+        let crds = wasm_operator::crd::all()
+            .into_values()
+            .map(|crd| serde_json::to_value(crd).unwrap())
+            .collect();
+        Self::start(name, crds, namespaces).await
+    }
+
     /// A client of the API server.
     pub fn client(&self) -> Client {
         self.server.client()

@@ -7,6 +7,7 @@
 )]
 
 pub mod cluster;
+pub mod fixtures;
 pub mod pg_cluster;
 pub mod postgres;
 

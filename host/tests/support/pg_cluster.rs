@@ -94,27 +94,16 @@ pub async fn bind_plugins(client: &Client, plugins: &[&str], concurrency: Option
             "{} is missing; build the plugins with scripts/build-plugins.sh",
             path.display()
         );
-        let mut spec = json!({
-            "source": {"file": path.canonicalize().unwrap()},
-            "grants": {
+        let mut binding = super::fixtures::Binding::named(name)
+            .source_file(&path)
+            .grants(json!({
                 "read": reads.iter().map(|k| json!({"group": "systems.mikemiller.tech", "version": "v1alpha1", "kind": k})).collect::<Vec<_>>(),
                 "children": [{"version": "v1", "kind": "Secret"}],
                 "servers": ["*"],
-            },
-        });
+            }));
         if let Some(concurrency) = concurrency {
-            spec["limits"] = json!({"concurrency": concurrency});
+            binding = binding.limits(json!({"concurrency": concurrency}));
         }
-        create(
-            client,
-            None,
-            json!({
-                "apiVersion": "systems.mikemiller.tech/v1alpha1",
-                "kind": "ReconcilerPlugin",
-                "metadata": {"name": name},
-                "spec": spec,
-            }),
-        )
-        .await;
+        binding.create(client).await;
     }
 }

@@ -49,7 +49,7 @@ export!(NoReconcile);
 
 #[cfg(test)]
 mod tests {
-    const CONTRACT: &str = include_str!("../../../../wit/plugin.wit");
+    const CONTRACT: &str = include_str!("../../../../../../wit/plugin.wit");
     const COPY: &str = include_str!("../wit/plugin.wit");
     const RECONCILE: &str = "    /// Decides the desired state of one object.
     reconcile: func(request: reconcile-request) -> result<reconcile-response, plugin-error>;

@@ -60,7 +60,7 @@ export!(WitV1);
 
 #[cfg(test)]
 mod tests {
-    const CONTRACT: &str = include_str!("../../../../wit/plugin.wit");
+    const CONTRACT: &str = include_str!("../../../../../../wit/plugin.wit");
     const COPY: &str = include_str!("../wit/plugin.wit");
 
     #[test]
