@@ -34,22 +34,34 @@ pub(super) async fn decided(
     decision: &Decision,
 ) -> Result<(), ReconcileError> {
     let current = current_status(object);
+    let digest = ctx.plugin.plugin.digest().to_string();
+    let status = decided_status(&current, decision, object.metadata.generation, &digest);
+    write_status(ctx, object, &current, status).await
+}
+
+/// The status of a carried-out decision, given the `current` one.
+fn decided_status(
+    current: &Value,
+    decision: &Decision,
+    generation: Option<i64>,
+    digest: &str,
+) -> Value {
     let mut status = decision.status.clone().unwrap_or_else(|| json!({}));
-    status["observedGeneration"] = json!(object.metadata.generation);
-    status[DIGEST_FIELD] = json!(ctx.plugin.plugin.digest().to_string());
+    status["observedGeneration"] = json!(generation);
+    status[DIGEST_FIELD] = json!(digest);
     let mut conditions = conditions_of(&status);
     if !conditions.iter().any(|c| c["type"] == READY) {
         conditions.push(condition(
-            &current,
+            current,
             READY,
             true,
             "Reconciled",
             "the plugin's decision is applied",
-            object.metadata.generation,
+            generation,
         ));
         status["conditions"] = Value::Array(conditions);
     }
-    write_status(ctx, object, &current, status).await
+    status
 }
 
 /// Shows a failed reconcile: `Ready=False` with the failure's reason and
@@ -60,25 +72,7 @@ pub(super) async fn failed(ctx: &Context, object: &DynamicObject, error: &Reconc
     let current = current_status(object);
     let message = error.to_string();
     let reason = error.condition_reason();
-    let mut status = if current.is_object() {
-        current.clone()
-    } else {
-        json!({})
-    };
-    let mut conditions: Vec<Value> = conditions_of(&current)
-        .into_iter()
-        .filter(|c| c["type"] != READY)
-        .collect();
-    conditions.push(condition(
-        &current,
-        READY,
-        false,
-        &reason,
-        &message,
-        object.metadata.generation,
-    ));
-    status["conditions"] = Value::Array(conditions);
-    status["observedGeneration"] = json!(object.metadata.generation);
+    let status = failed_status(&current, &reason, &message, object.metadata.generation);
     if let Err(error) = write_status(ctx, object, &current, status).await {
         tracing::warn!(%error, "could not record the failure in status");
     }
@@ -89,6 +83,25 @@ pub(super) async fn failed(ctx: &Context, object: &DynamicObject, error: &Reconc
         action: "Reconcile".into(),
     };
     events(ctx, object, std::slice::from_ref(&event)).await;
+}
+
+/// The `current` status with `Ready=False` for a failure: the rest as it is.
+fn failed_status(current: &Value, reason: &str, message: &str, generation: Option<i64>) -> Value {
+    let mut status = if current.is_object() {
+        current.clone()
+    } else {
+        json!({})
+    };
+    let mut conditions: Vec<Value> = conditions_of(current)
+        .into_iter()
+        .filter(|c| c["type"] != READY)
+        .collect();
+    conditions.push(condition(
+        current, READY, false, reason, message, generation,
+    ));
+    status["conditions"] = Value::Array(conditions);
+    status["observedGeneration"] = json!(generation);
+    status
 }
 
 /// Records `events` about `object`; one that cannot be recorded is logged.
@@ -190,6 +203,85 @@ fn condition(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decision(status: Option<Value>) -> Decision {
+        Decision {
+            children: Vec::new(),
+            status,
+            sql: Vec::new(),
+            events: Vec::new(),
+            requeue_after: None,
+        }
+    }
+
+    fn ready(status: &Value) -> Value {
+        conditions_of(status)
+            .into_iter()
+            .find(|c| c["type"] == READY)
+            .expect("a Ready condition")
+    }
+
+    #[test]
+    fn a_decision_gets_the_generation_the_digest_and_ready_unless_the_plugin_set_it() {
+        let status = decided_status(
+            &Value::Null,
+            &decision(Some(json!({"message": "hi"}))),
+            Some(4),
+            "sha256:ab",
+        );
+        assert_eq!(status["message"], "hi");
+        assert_eq!(status["observedGeneration"], 4);
+        assert_eq!(status[DIGEST_FIELD], "sha256:ab");
+        assert_eq!(
+            (
+                ready(&status)["status"].clone(),
+                ready(&status)["reason"].clone()
+            ),
+            (json!("True"), json!("Reconciled"))
+        );
+        let own =
+            json!({"conditions": [{"type": "Ready", "status": "False", "reason": "Waiting"}]});
+        let status = decided_status(&Value::Null, &decision(Some(own)), Some(4), "sha256:ab");
+        assert_eq!(
+            ready(&status)["reason"],
+            "Waiting",
+            "the plugin's own Ready wins"
+        );
+    }
+
+    #[test]
+    fn the_same_decision_again_computes_the_status_in_place_so_nothing_is_written() {
+        let first = decided_status(&Value::Null, &decision(None), Some(2), "sha256:ab");
+        let again = decided_status(&first, &decision(None), Some(2), "sha256:ab");
+        assert_eq!(first, again);
+    }
+
+    #[test]
+    fn a_failure_replaces_ready_and_keeps_the_rest_of_the_status() {
+        let current = decided_status(
+            &Value::Null,
+            &decision(Some(json!({"binding": {"name": "s"}}))),
+            Some(2),
+            "sha256:ab",
+        );
+        let failed = failed_status(&current, "InvalidSpec", "spec.x: bad", Some(3));
+        assert_eq!(failed["binding"]["name"], "s");
+        assert_eq!(failed[DIGEST_FIELD], "sha256:ab");
+        assert_eq!(failed["observedGeneration"], 3);
+        let conditions = conditions_of(&failed);
+        assert_eq!(conditions.len(), 1, "one Ready condition: {conditions:?}");
+        assert_eq!(
+            (
+                conditions[0]["status"].clone(),
+                conditions[0]["reason"].clone()
+            ),
+            (json!("False"), json!("InvalidSpec"))
+        );
+        assert_eq!(
+            failed_status(&failed, "InvalidSpec", "spec.x: bad", Some(3)),
+            failed
+        );
+    }
 
     #[test]
     fn an_unchanged_condition_keeps_its_transition_time() {
