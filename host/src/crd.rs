@@ -99,6 +99,26 @@ pub struct LimitsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 256))]
     pub concurrency: Option<u16>,
+    /// Events one decision may carry (default 100); the rest are dropped
+    /// with one Warning event saying how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_events: Option<usize>,
+    /// Events recorded per object per minute (default 30); the rest are
+    /// dropped and counted in `wasm_operator_events_dropped_total`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 600))]
+    pub events_per_minute: Option<u32>,
+    /// Log records one call may write (default 256); each also costs 128
+    /// bytes of the 64 KiB log volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_log_records: Option<usize>,
+    /// The shortest requeue a plugin may ask for, in milliseconds (default
+    /// 1000); shorter ones are raised to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 86400000))]
+    pub min_requeue_ms: Option<u64>,
 }
 
 impl LimitsSpec {
@@ -110,6 +130,14 @@ impl LimitsSpec {
                 .deadline_ms
                 .map_or(defaults.deadline, std::time::Duration::from_millis),
             memory_bytes: self.memory_mib.map_or(defaults.memory_bytes, |m| m << 20),
+            max_events: self.max_events.unwrap_or(defaults.max_events),
+            max_events_per_minute: self
+                .events_per_minute
+                .unwrap_or(defaults.max_events_per_minute),
+            max_log_records: self.max_log_records.unwrap_or(defaults.max_log_records),
+            min_requeue: self
+                .min_requeue_ms
+                .map_or(defaults.min_requeue, std::time::Duration::from_millis),
             ..defaults
         }
     }

@@ -162,6 +162,19 @@ pub enum Refusal {
         /// The owner's namespace.
         owner: String,
     },
+    /// A child named like an existing object that is not this owner's child:
+    /// the host never applies over (adopts) what it did not create.
+    #[error(
+        "children[{index}] would replace the existing {kind} {object}, which is not a child of this object; the operator changes only what it created: give the child another name, or remove the existing object"
+    )]
+    ChildConflict {
+        /// Position in the decision.
+        index: usize,
+        /// The child's kind.
+        kind: String,
+        /// `namespace/name` (or `name`) of the existing object.
+        object: String,
+    },
     /// An SQL plan for a server the plugin may not use.
     #[error(
         "sql[{index}] targets server {server:?}, which this plugin is not granted for this object"

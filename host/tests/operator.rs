@@ -504,3 +504,127 @@ async fn a_plugin_trapping_on_one_object_keeps_reconciling_the_others() {
         assert!(metric(&text, series) >= 1.0, "{series} missing:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_named_like_an_object_the_plugin_does_not_own_is_refused_and_the_object_is_untouched()
+ {
+    let cluster = Bed::start("adopt", "hostile-doors").await;
+    cluster
+        .bind(json!({"children": [{"version": "v1", "kind": "ConfigMap"}]}))
+        .await;
+    let client = cluster.client();
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), "default");
+    // Another application's object, with labels that look like the host's.
+    let precious: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "precious", "labels": {
+            "systems.mikemiller.tech/plugin": "hostile-doors",
+            "app": "billing",
+        }},
+        "data": {"api-key": "keep-me"},
+    }))
+    .unwrap();
+    let precious = config_maps
+        .create(&PostParams::default(), &precious)
+        .await
+        .unwrap();
+    let _operator = cluster.start_operator(&["--leader-election=false"]);
+    let api = greetings(&client, "default");
+    create_greeting(&client, "adopt-it", "precious").await;
+    create_greeting(&client, "plain", "Hello").await;
+    let ready = eventually(
+        "the adopting object to be refused",
+        Duration::from_secs(20),
+        || async {
+            let g = api.get("adopt-it").await.ok()?;
+            ready_condition(&g).filter(|c| c["status"] == "False")
+        },
+    )
+    .await;
+    assert_eq!(ready["reason"], "ChildConflict", "{ready}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("ConfigMap default/precious"),
+        "{ready}"
+    );
+    // The other object is reconciled as usual.
+    eventually(
+        "the plain object's child",
+        Duration::from_secs(20),
+        || async { config_maps.get_opt("plain-doors").await.ok().flatten() },
+    )
+    .await;
+    let untouched = config_maps.get("precious").await.unwrap();
+    assert_eq!(untouched.resource_version(), precious.resource_version());
+    assert!(untouched.owner_references().is_empty());
+    assert!(
+        !untouched
+            .labels()
+            .contains_key("systems.mikemiller.tech/owner-uid")
+    );
+    // Deleting the refused object leaves the other application's object.
+    api.delete("adopt-it", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the refused object to go",
+        Duration::from_secs(20),
+        || async { api.get_opt("adopt-it").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    let after = config_maps.get("precious").await.unwrap();
+    assert_eq!(after.data.unwrap()["api-key"], "keep-me");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_events_and_an_immediate_requeue_are_capped() {
+    let cluster = Bed::start("flood", "hostile-doors").await;
+    cluster
+        .bind(json!({"children": [{"version": "v1", "kind": "ConfigMap"}]}))
+        .await;
+    let client = cluster.client();
+    let operator = cluster.start_operator(&["--leader-election=false"]);
+    let api = greetings(&client, "default");
+    create_greeting(&client, "events-flood", "Hello").await;
+    create_greeting(&client, "requeue-now", "Hello").await;
+    for name in ["events-flood", "requeue-now"] {
+        eventually(
+            "both objects reconciled",
+            Duration::from_secs(20),
+            || async {
+                let g = api.get(name).await.ok()?;
+                ready_condition(&g).filter(|c| c["status"] == "True")
+            },
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = scrape(&operator.http).await;
+    // 20,000 events asked for; the object's budget of 30 a minute is written,
+    // and the rest are counted as dropped.
+    let written = metric(
+        &text,
+        "wasm_operator_writes_total{binding=\"greeting\",plugin=\"hostile-doors\",verb=\"event\"}",
+    );
+    assert!(written <= 30.0, "{written} events written\n{text}");
+    let dropped = metric(&text, "wasm_operator_events_dropped_total");
+    assert!(
+        dropped >= 20_000.0 - 30.0,
+        "{dropped} events dropped\n{text}"
+    );
+    let events = cluster::events(&client, "default")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let about_flood = events
+        .items
+        .iter()
+        .filter(|e| e.data["regarding"]["name"] == "events-flood")
+        .collect::<Vec<_>>();
+    assert!(about_flood.len() <= 30, "{} events", about_flood.len());
+    // A requeue after 0 ms is raised to the 1 s floor: a handful of
+    // reconciles in these seconds, not thousands.
+    let reconciles = metric(&text, "wasm_operator_reconciles_total{binding=\"greeting\"");
+    assert!(reconciles <= 20.0, "{reconciles} reconciles\n{text}");
+}

@@ -393,3 +393,68 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A decision of `hostile-doors` for an object whose name picks the door.
+async fn doors(name: &str) -> Result<wasm_operator::runtime::Decision, CallError> {
+    load("hostile-doors")
+        .await
+        .reconcile(
+            &input(greeting(name, json!({"greeting": "hi"}))),
+            CallContext::none(),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn events_over_the_cap_of_one_decision_are_dropped_and_counted() {
+    let decision = doors("events-flood").await.expect("a decision");
+    let cap = PluginLimits::default().max_events;
+    assert_eq!(decision.events.len(), cap);
+    assert_eq!(decision.dropped_events, 20_000 - cap);
+}
+
+#[tokio::test]
+async fn a_requeue_sooner_than_the_floor_is_raised_to_it() {
+    let decision = doors("requeue-now").await.expect("a decision");
+    assert_eq!(
+        decision.requeue_after,
+        Some(PluginLimits::default().min_requeue)
+    );
+}
+
+#[tokio::test]
+async fn a_stack_overflow_is_reported_as_such() {
+    let error = doors("stack-deep").await.expect_err("the stack overflows");
+    assert!(matches!(error, CallError::StackOverflow), "{error:?}");
+    assert_eq!(error.reason(), "StackOverflow");
+    // The plugin keeps working for other objects.
+    assert!(doors("plain").await.is_ok());
+}
+
+/// Counts the log records plugins write (target `wasm_operator::plugin`).
+struct PluginRecords(Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PluginRecords {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == "wasm_operator::plugin" {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+#[tokio::test]
+async fn tiny_and_empty_log_records_are_capped_by_count() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let records = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let subscriber = tracing_subscriber::registry().with(PluginRecords(Arc::clone(&records)));
+    // This test's runtime runs the call on this thread: the subscriber sees it.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    doors("logs-spam").await.expect("a decision");
+    let written = records.load(std::sync::atomic::Ordering::Relaxed);
+    // 200,000 records were attempted; the cap and one notice of the rest pass.
+    assert!(
+        written <= PluginLimits::default().max_log_records + 1,
+        "{written} records reached the operator's log"
+    );
+    assert!(written > 0, "the first records and the notice are logged");
+}

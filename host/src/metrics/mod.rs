@@ -63,6 +63,7 @@ pub struct Metrics {
     plugin_swap_latency: HistogramFamily<BindingLabels>,
     plugin_load_duration: HistogramFamily<LoadLabels>,
     writes: Family<VerbLabels, Counter>,
+    events_dropped: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -106,7 +107,7 @@ impl Metrics {
         let plugin_traps = Family::default();
         registry.register(
             "plugin_traps",
-            "Plugin calls stopped by the sandbox, by kind (DeadlineExceeded, MemoryLimit, Panic, Trap)",
+            "Plugin calls stopped by the sandbox, by kind (DeadlineExceeded, MemoryLimit, StackOverflow, Panic, Trap)",
             plugin_traps.clone(),
         );
         let refused_outputs = Family::default();
@@ -155,6 +156,12 @@ impl Metrics {
             "Writes to the Kubernetes API made for a plugin, by verb (apply, delete, status, event)",
             writes.clone(),
         );
+        let events_dropped = Family::default();
+        registry.register(
+            "events_dropped",
+            "Plugin events not recorded, by reason (cap: over the events of one decision; rate: over the events per object per minute)",
+            events_dropped.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -169,7 +176,19 @@ impl Metrics {
             plugin_swap_latency,
             plugin_load_duration,
             writes,
+            events_dropped,
         }
+    }
+
+    /// Counts `count` plugin events not recorded, for a bounded `reason`
+    /// (`cap` or `rate`).
+    pub fn record_events_dropped(&self, who: &BindingLabels, reason: &'static str, count: u64) {
+        self.events_dropped
+            .get_or_create(&ReasonLabels {
+                binding: who.clone(),
+                reason,
+            })
+            .inc_by(count);
     }
 
     /// Records a finished reconcile: its outcome and how long it took.
@@ -240,6 +259,7 @@ impl Metrics {
             error,
             CallError::DeadlineExceeded { .. }
                 | CallError::MemoryLimit { .. }
+                | CallError::StackOverflow
                 | CallError::Panic { .. }
                 | CallError::Trap { .. }
         );

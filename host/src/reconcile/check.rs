@@ -1,9 +1,16 @@
-//! Check: a decision is held against the plugin's grants for the object
-//! before anything of it is carried out; a refused decision changes nothing.
+//! Check: a decision is held against the plugin's grants for the object,
+//! and its children against what exists, before anything of it is carried
+//! out; a refused decision changes nothing.
 
-use super::error::ReconcileError;
+use kube::ResourceExt;
+use kube::api::DynamicObject;
+
+use super::context::Context;
+use super::error::{ReconcileError, kube_error};
 use super::gather::Gathered;
+use crate::grants::Refusal;
 use crate::runtime::{Decision, FinalizeDecision};
+use crate::vocabulary::OWNER_UID_LABEL;
 
 /// Checks a reconcile decision: the kinds and namespaces of its children,
 /// and the servers of its SQL plans.
@@ -25,6 +32,72 @@ pub(super) fn reconcile(gathered: &Gathered, decision: &Decision) -> Result<(), 
             plugin: gathered.plugin.clone(),
             source,
         })
+}
+
+/// Checks that every desired child is free to apply: either this owner's
+/// child already, or a name nothing of that kind uses yet. Only children
+/// the caches do not show as this owner's cost a read (a child about to be
+/// created), so a converged object costs none.
+///
+/// # Errors
+/// [`ReconcileError::Refused`] with [`Refusal::ChildConflict`] naming the
+/// first object in the way; [`ReconcileError::Kube`] when the read fails.
+pub(super) async fn ownership(
+    ctx: &Context,
+    gathered: &Gathered,
+    decision: &Decision,
+) -> Result<(), ReconcileError> {
+    let owner = gathered.object.uid().unwrap_or_default();
+    for (index, child) in decision.children.iter().enumerate() {
+        // The grants check came first: every child's kind is a child kind.
+        let Some(kind) = ctx
+            .children
+            .iter()
+            .position(|c| c.served.kind == child.kind)
+        else {
+            continue;
+        };
+        let cached = gathered
+            .children
+            .iter()
+            .find(|c| c.kind == kind && c.object.name_any() == child.name);
+        let in_the_way = match cached {
+            Some(existing) => {
+                (!is_child_of(&existing.object, &owner)).then(|| existing.object.as_ref().clone())
+            }
+            None => ctx.children[kind]
+                .served
+                .api(&ctx.client, gathered.object.namespace().as_deref())
+                .get_opt(&child.name)
+                .await
+                .map_err(kube_error("checking that a child's name is free"))?
+                .filter(|found| !is_child_of(found, &owner)),
+        };
+        if let Some(found) = in_the_way {
+            return Err(ReconcileError::Refused {
+                plugin: gathered.plugin.clone(),
+                source: Refusal::ChildConflict {
+                    index,
+                    kind: child.kind.to_string(),
+                    object: match found.namespace() {
+                        Some(namespace) => format!("{namespace}/{}", found.name_any()),
+                        None => found.name_any(),
+                    },
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `object` is a child of the owner with uid `owner`: labelled with
+/// it and referring to it as owner (labels alone can be copied by anyone).
+pub(super) fn is_child_of(object: &DynamicObject, owner: &str) -> bool {
+    object
+        .labels()
+        .get(OWNER_UID_LABEL)
+        .is_some_and(|uid| uid == owner)
+        && object.owner_references().iter().any(|r| r.uid == owner)
 }
 
 /// Checks a finalize decision: the servers of its SQL plans.
@@ -106,6 +179,7 @@ mod tests {
             status: None,
             sql,
             events: Vec::new(),
+            dropped_events: 0,
             requeue_after: None,
         }
     }
@@ -152,6 +226,7 @@ mod tests {
             done: true,
             sql: vec![plan("db/other")],
             events: Vec::new(),
+            dropped_events: 0,
             requeue_after: None,
         };
         let (_, source) = refusal(finalize(&gathered(&["db/main"]), &cleanup));

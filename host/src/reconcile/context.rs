@@ -10,6 +10,7 @@ use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 
+use super::budget::EventBudget;
 use super::cache::{KindCache, ReadCaches, WrittenObjects};
 use super::queue::Queue;
 use crate::binding::BoundPlugin;
@@ -99,6 +100,8 @@ pub(super) struct Context {
     /// The caches of the kinds the plugin reads.
     pub(super) reads: Arc<ReadCaches>,
     pub(super) events: EventRecorder,
+    /// Events still recorded per object this minute.
+    pub(super) event_budget: EventBudget,
     /// Failures in a row, by object uid, for the backoff.
     pub(super) failures: Arc<Mutex<HashMap<String, u32>>>,
     /// The reconciled objects as this controller last wrote them.

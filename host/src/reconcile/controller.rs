@@ -14,6 +14,7 @@ use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, ResourceExt};
 
+use super::budget::EventBudget;
 use super::cache::{KindCache, ReadCaches, WrittenObjects, slim};
 use super::context::{ChildKind, Context, ServedKind, Settings};
 use super::error::{ReconcileError, kube_error};
@@ -97,6 +98,8 @@ pub async fn run(
     let observed = written.clone();
     let queue = Queue::default();
     let (forgotten, triggered) = (queue.clone(), queue.clone());
+    let budget = EventBudget::default();
+    let spent = budget.clone();
     let trigger = reflector::reflector(
         writer,
         watcher(api, watcher::Config::default()).modify(slim),
@@ -105,7 +108,9 @@ pub async fn run(
     .inspect_ok(move |event| {
         observed.observe(event);
         if let watcher::Event::Delete(object) = event {
-            forgotten.forget(&object.uid().unwrap_or_default());
+            let uid = object.uid().unwrap_or_default();
+            forgotten.forget(&uid);
+            spent.forget(&uid);
         }
     })
     .applied_objects()
@@ -133,6 +138,7 @@ pub async fn run(
     }
     let context = Context {
         events: EventRecorder::new(client.clone(), &settings.reporter),
+        event_budget: budget.clone(),
         client,
         plugin,
         labels: labels.clone(),

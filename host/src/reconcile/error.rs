@@ -53,6 +53,10 @@ impl ReconcileError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Plugin { source, .. } => source.reason(),
+            Self::Refused {
+                source: Refusal::ChildConflict { .. },
+                ..
+            } => "ChildConflict",
             Self::Refused { .. } => "OutputRefused",
             Self::Sql(ServerError::Sql { .. }) => "SqlFailed",
             Self::Sql(_) => "ServerUnavailable",

@@ -8,6 +8,7 @@ use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
+use super::check::is_child_of;
 use super::context::Context;
 use super::error::{ReconcileError, kube_error};
 use super::gather::{ExistingChild, Gathered};
@@ -107,7 +108,13 @@ pub(super) async fn children(
         ctx.metrics.record_write(&ctx.labels, WriteVerb::Apply);
         tracing::info!(kind = %kind, child = %name, "applied child");
     }
-    prune(ctx, &gathered.children, &wanted).await
+    prune(
+        ctx,
+        &gathered.children,
+        &wanted,
+        &owner.uid().unwrap_or_default(),
+    )
+    .await
 }
 
 /// The existing child of the kind at `index` named `name`.
@@ -126,12 +133,18 @@ async fn prune(
     ctx: &Context,
     existing: &[ExistingChild],
     wanted: &BTreeSet<(ObjectKind, String)>,
+    owner: &str,
 ) -> Result<(), ReconcileError> {
     for child in existing {
         let child_kind = &ctx.children[child.kind];
         let kind = &child_kind.served.kind;
         let name = child.object.name_any();
         if wanted.contains(&(kind.clone(), name.clone())) {
+            continue;
+        }
+        if !is_child_of(&child.object, owner) {
+            // Labelled like a child but not owned: not the host's to delete.
+            tracing::warn!(kind = %kind, object = %name, "not pruning an object labelled as a child without an owner reference to its owner");
             continue;
         }
         match child_kind

@@ -14,6 +14,7 @@
 //! [`controller`] runs kube-runtime's `Controller` over it, with the queue
 //! account ([`queue`]) and the version in service ([`versions`]).
 
+mod budget;
 mod cache;
 mod check;
 mod context;

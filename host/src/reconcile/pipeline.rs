@@ -73,10 +73,17 @@ async fn apply(ctx: &Context, object: Arc<DynamicObject>) -> Result<Action, Reco
     let gathered = gather::gather(ctx, object).await?;
     let decision = decide::reconcile(ctx, &gathered).await?;
     check::reconcile(&gathered, &decision)?;
+    check::ownership(ctx, &gathered, &decision).await?;
     execute::sql(ctx, &decision.sql).await?;
     execute::children(ctx, &gathered, &decision.children).await?;
     report::decided(ctx, &gathered.object, &decision).await?;
-    report::events(ctx, &gathered.object, &decision.events).await;
+    report::events(
+        ctx,
+        &gathered.object,
+        &decision.events,
+        decision.dropped_events,
+    )
+    .await;
     let after = decision.requeue_after.unwrap_or(ctx.settings.resync);
     ctx.queue
         .requeued(&gathered.object.uid().unwrap_or_default(), after);
@@ -90,7 +97,13 @@ async fn cleanup(ctx: &Context, object: Arc<DynamicObject>) -> Result<Action, Re
     let decision = decide::finalize(ctx, &gathered).await?;
     check::finalize(&gathered, &decision)?;
     execute::sql(ctx, &decision.sql).await?;
-    report::events(ctx, &gathered.object, &decision.events).await;
+    report::events(
+        ctx,
+        &gathered.object,
+        &decision.events,
+        decision.dropped_events,
+    )
+    .await;
     if decision.done {
         Ok(Action::await_change())
     } else {

@@ -82,7 +82,7 @@ pub(super) async fn failed(ctx: &Context, object: &DynamicObject, error: &Reconc
         note: message,
         action: "Reconcile".into(),
     };
-    events(ctx, object, std::slice::from_ref(&event)).await;
+    events(ctx, object, std::slice::from_ref(&event), 0).await;
 }
 
 /// The `current` status with `Ready=False` for a failure: the rest as it is.
@@ -104,8 +104,47 @@ fn failed_status(current: &Value, reason: &str, message: &str, generation: Optio
     status
 }
 
+/// Records the plugin's `events` about `object`, and a Warning when
+/// `dropped` more were over the plugin's cap. At most the object's budget
+/// of events per minute is recorded; the rest are dropped and counted.
+pub(super) async fn events(
+    ctx: &Context,
+    object: &DynamicObject,
+    events: &[Event],
+    dropped: usize,
+) {
+    let limits = ctx.plugin.plugin.limits();
+    let mut events = events.to_vec();
+    if dropped > 0 {
+        ctx.metrics
+            .record_events_dropped(&ctx.labels, "cap", dropped as u64);
+        // First, so that the object's budget per minute never drops it.
+        events.insert(0, Event {
+            type_: EventType::Warning,
+            reason: "EventsDropped".into(),
+            note: format!(
+                "the plugin returned {dropped} more events than its cap of {} per decision; they were dropped (spec.limits.maxEvents of the ReconcilerPlugin)",
+                limits.max_events
+            ),
+            action: "Reconcile".into(),
+        },
+        );
+    }
+    let uid = object.uid().unwrap_or_default();
+    let granted = ctx
+        .event_budget
+        .take(&uid, events.len(), limits.max_events_per_minute);
+    if granted < events.len() {
+        let over = events.len() - granted;
+        ctx.metrics
+            .record_events_dropped(&ctx.labels, "rate", over as u64);
+        tracing::warn!(object = %object.name_any(), dropped = over, per_minute = limits.max_events_per_minute, "events over the object's budget per minute were not recorded");
+    }
+    record(ctx, object, &events[..granted]).await;
+}
+
 /// Records `events` about `object`; one that cannot be recorded is logged.
-pub(super) async fn events(ctx: &Context, object: &DynamicObject, events: &[Event]) {
+async fn record(ctx: &Context, object: &DynamicObject, events: &[Event]) {
     let reference = object.object_ref(&ctx.target.resource);
     for event in events {
         let type_ = match event.type_ {
@@ -210,6 +249,7 @@ mod tests {
             status,
             sql: Vec::new(),
             events: Vec::new(),
+            dropped_events: 0,
             requeue_after: None,
         }
     }

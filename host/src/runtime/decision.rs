@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::bindings::{admission, reconciler};
 use super::error::CallError;
+use super::limits::PluginLimits;
 use crate::vocabulary::{ObjectKind, ServerKey};
 
 pub use super::bindings::types::{Event, EventType, SqlValue};
@@ -115,9 +116,11 @@ pub struct Decision {
     pub status: Option<Value>,
     /// SQL to run before applying children.
     pub sql: Vec<SqlPlan>,
-    /// Events to record.
+    /// Events to record, at most the plugin's cap.
     pub events: Vec<Event>,
-    /// Reconcile again after this long.
+    /// Events over the cap, dropped.
+    pub dropped_events: usize,
+    /// Reconcile again after this long (never sooner than the plugin's floor).
     pub requeue_after: Option<Duration>,
 }
 
@@ -128,19 +131,23 @@ pub struct FinalizeDecision {
     pub done: bool,
     /// SQL to run.
     pub sql: Vec<SqlPlan>,
-    /// Events to record.
+    /// Events to record, at most the plugin's cap.
     pub events: Vec<Event>,
-    /// Ask again after this long when not done.
+    /// Events over the cap, dropped.
+    pub dropped_events: usize,
+    /// Ask again after this long when not done (never sooner than the
+    /// plugin's floor).
     pub requeue_after: Option<Duration>,
 }
 
 impl Decision {
-    /// Parses a `reconcile` response no larger than `max_bytes`.
+    /// Parses a `reconcile` response under the plugin's `limits`.
     pub(super) fn parse(
         response: reconciler::ReconcileResponse,
-        max_bytes: usize,
+        limits: &PluginLimits,
     ) -> Result<Self, CallError> {
-        check_size(reconcile_size(&response), max_bytes)?;
+        check_size(reconcile_size(&response), limits.max_output_bytes)?;
+        let (events, dropped_events) = cap_events(check_events(response.events)?, limits);
         Ok(Self {
             children: response
                 .children
@@ -154,28 +161,44 @@ impl Decision {
                 .map(|s| parse_object("status", s))
                 .transpose()?,
             sql: parse_plans(response.sql)?,
-            events: check_events(response.events)?,
-            requeue_after: response.requeue_after_ms.map(Duration::from_millis),
+            events,
+            dropped_events,
+            requeue_after: requeue_after(response.requeue_after_ms, limits),
         })
     }
 }
 
 impl FinalizeDecision {
-    /// Parses a `finalize` response no larger than `max_bytes`.
+    /// Parses a `finalize` response under the plugin's `limits`.
     pub(super) fn parse(
         response: reconciler::FinalizeResponse,
-        max_bytes: usize,
+        limits: &PluginLimits,
     ) -> Result<Self, CallError> {
         let size = response.events.iter().map(event_size).sum::<usize>()
             + response.sql.iter().map(plan_size).sum::<usize>();
-        check_size(size, max_bytes)?;
+        check_size(size, limits.max_output_bytes)?;
+        let (events, dropped_events) = cap_events(check_events(response.events)?, limits);
         Ok(Self {
             done: response.done,
             sql: parse_plans(response.sql)?,
-            events: check_events(response.events)?,
-            requeue_after: response.requeue_after_ms.map(Duration::from_millis),
+            events,
+            dropped_events,
+            requeue_after: requeue_after(response.requeue_after_ms, limits),
         })
     }
+}
+
+/// The first `max_events` of `events`, and how many were dropped.
+fn cap_events(mut events: Vec<Event>, limits: &PluginLimits) -> (Vec<Event>, usize) {
+    let dropped = events.len().saturating_sub(limits.max_events);
+    events.truncate(limits.max_events);
+    (events, dropped)
+}
+
+/// A requeue no sooner than the plugin's floor: a plugin asking for 0 ms
+/// must not spin one object in a busy loop.
+fn requeue_after(millis: Option<u64>, limits: &PluginLimits) -> Option<Duration> {
+    millis.map(|ms| Duration::from_millis(ms).max(limits.min_requeue))
 }
 
 /// Checks a `validate` answer's size.

@@ -103,6 +103,9 @@ pub enum CallError {
         /// The cap in force.
         limit_bytes: u64,
     },
+    /// The plugin used up its call stack (unbounded recursion).
+    #[error("plugin overflowed its call stack (unbounded recursion?); fix the plugin")]
+    StackOverflow,
     /// The plugin panicked.
     #[error("plugin panicked: {message}")]
     Panic {
@@ -163,6 +166,7 @@ impl CallError {
         match self {
             Self::DeadlineExceeded { .. } => "DeadlineExceeded",
             Self::MemoryLimit { .. } => "MemoryLimit",
+            Self::StackOverflow => "StackOverflow",
             Self::Panic { .. } => "Panic",
             Self::Trap { .. } => "Trap",
             Self::Guest { .. } => "PluginError",

@@ -12,11 +12,26 @@ pub struct PluginLimits {
     pub memory_bytes: u64,
     /// Cap on the size of one response (children, status, SQL, events), in bytes.
     pub max_output_bytes: usize,
-    /// Cap on log volume (structured log records) per call, in bytes.
+    /// Cap on log volume (structured log records) per call, in bytes; each
+    /// record is charged [`LOG_RECORD_CHARGE`] bytes on top of its text.
     pub max_log_bytes: usize,
+    /// Cap on the number of log records per call.
+    pub max_log_records: usize,
     /// Cap on captured stdout and stderr per call, in bytes each.
     pub max_stdio_bytes: usize,
+    /// Cap on the events of one decision; the rest are dropped (and counted).
+    pub max_events: usize,
+    /// The shortest requeue a plugin may ask for; shorter ones are raised to it.
+    pub min_requeue: Duration,
+    /// Cap on the events the host records per object per minute (enforced
+    /// by the host when it records them; the rest are dropped and counted).
+    pub max_events_per_minute: u32,
 }
+
+/// What one log record costs against [`PluginLimits::max_log_bytes`] besides
+/// its text: about what the host's own log line around it takes, so that
+/// tiny or empty records cannot flood the operator's log for free.
+pub const LOG_RECORD_CHARGE: usize = 128;
 
 impl Default for PluginLimits {
     fn default() -> Self {
@@ -25,7 +40,11 @@ impl Default for PluginLimits {
             memory_bytes: 64 << 20,
             max_output_bytes: 2 << 20,
             max_log_bytes: 64 << 10,
+            max_log_records: 256,
             max_stdio_bytes: 16 << 10,
+            max_events: 100,
+            min_requeue: Duration::from_secs(1),
+            max_events_per_minute: 30,
         }
     }
 }

@@ -36,7 +36,7 @@ pub use description::PluginDescription;
 pub use digest::PluginDigest;
 pub use error::{CallError, LoadError, RuntimeError};
 pub use host_services::{HostServices, NoServices, QueryResult};
-pub use limits::{MAX_MEMORY_BYTES, PluginLimits};
+pub use limits::{LOG_RECORD_CHARGE, MAX_MEMORY_BYTES, PluginLimits};
 pub use plugin::{
     AdmissionRequest, LoadSource, Mutation, Operation, Plugin, ReconcileInput, Validation,
 };

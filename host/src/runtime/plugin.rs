@@ -201,7 +201,7 @@ impl Plugin {
             })
             .await?
             .map_err(guest_error)?;
-        Decision::parse(response, self.limits.max_output_bytes)
+        Decision::parse(response, &self.limits)
     }
 
     /// Asks the plugin to clean up after an object that is being deleted.
@@ -221,7 +221,7 @@ impl Plugin {
             })
             .await?
             .map_err(guest_error)?;
-        FinalizeDecision::parse(response, self.limits.max_output_bytes)
+        FinalizeDecision::parse(response, &self.limits)
     }
 
     /// Asks the plugin whether an admission request is allowed.
@@ -362,6 +362,17 @@ impl Plugin {
             Some(Trap::Interrupt) => CallError::DeadlineExceeded {
                 deadline: self.limits.deadline,
             },
+            Some(Trap::StackOverflow) => CallError::StackOverflow,
+            // Rust and C guests keep their frames' data on a stack in linear
+            // memory, below the heap: running off it is an out-of-bounds
+            // access, deep in a recursion.
+            Some(Trap::MemoryOutOfBounds)
+                if error
+                    .downcast_ref::<WasmBacktrace>()
+                    .is_some_and(is_recursion) =>
+            {
+                CallError::StackOverflow
+            }
             Some(trap) => {
                 if let Some(message) = panic_message(&state.stderr.text()) {
                     return CallError::Panic { message };
@@ -378,6 +389,15 @@ impl Plugin {
             },
         }
     }
+}
+
+/// Whether a trap's backtrace (wasmtime keeps its innermost 20 frames) is
+/// a recursion: a full backtrace made of a few functions over and over.
+fn is_recursion(backtrace: &WasmBacktrace) -> bool {
+    let frames = backtrace.frames();
+    let distinct: std::collections::BTreeSet<u32> =
+        frames.iter().map(wasmtime::FrameInfo::func_index).collect();
+    frames.len() >= 16 && distinct.len() * 4 <= frames.len()
 }
 
 /// A call's future, borrowing the store for the duration of the call.

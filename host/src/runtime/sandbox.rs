@@ -18,7 +18,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::types::SqlValue;
 use super::bindings::{kube, log, sql, types};
 use super::host_services::{HostServices, NoServices, QueryResult};
-use super::limits::{MemoryLimiter, PluginLimits};
+use super::limits::{LOG_RECORD_CHARGE, MemoryLimiter, PluginLimits};
 use crate::grants::Grants;
 use crate::vocabulary::{ObjectKind, ServerKey};
 
@@ -50,6 +50,7 @@ pub(crate) struct CallState {
     pub(crate) limiter: MemoryLimiter,
     ctx: CallContext,
     log_budget: usize,
+    log_records_left: usize,
     logs_dropped: usize,
     pub(crate) stdout: CappedOutput,
     pub(crate) stderr: CappedOutput,
@@ -77,6 +78,7 @@ impl CallState {
             limiter: MemoryLimiter::new(limits.memory_bytes),
             ctx,
             log_budget: limits.max_log_bytes,
+            log_records_left: limits.max_log_records,
             logs_dropped: 0,
             stdout,
             stderr,
@@ -122,12 +124,14 @@ impl types::Host for CallState {}
 impl log::Host for CallState {
     async fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
         let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        if size > self.log_budget {
+        let size = size + LOG_RECORD_CHARGE;
+        if size > self.log_budget || self.log_records_left == 0 {
             self.log_budget = 0;
             self.logs_dropped += 1;
             return;
         }
         self.log_budget -= size;
+        self.log_records_left -= 1;
         let enabled = match level {
             log::Level::Trace => {
                 tracing::enabled!(target: "wasm_operator::plugin", tracing::Level::TRACE)
