@@ -9,6 +9,12 @@ use wasm_operator::postgres::{self as sql, SqlError};
 use wasm_operator::runtime::{SqlPlan, SqlStatement, SqlValue};
 use wasm_operator::vocabulary::ServerKey;
 
+/// Result limits generous enough for these tests' small results.
+const LIMITS: sql::ResultLimits = sql::ResultLimits {
+    max_rows: 1000,
+    max_bytes: 1 << 20,
+};
+
 fn statement(text: &str) -> SqlStatement {
     SqlStatement {
         statement: text.to_owned(),
@@ -161,6 +167,7 @@ async fn read_only_queries_return_typed_values_and_cannot_write() {
         "SELECT $1::int4 + 1 AS n, $2::text AS t, NULL::text AS missing, '{\"a\":1}'::jsonb AS j, true AS b",
         &[SqlValue::Int(41), SqlValue::Text("hi".into())],
         Duration::from_secs(2),
+        LIMITS,
     )
     .await
     .unwrap();
@@ -180,6 +187,7 @@ async fn read_only_queries_return_typed_values_and_cannot_write() {
         "CREATE TABLE t (id int)",
         &[],
         Duration::from_secs(2),
+        LIMITS,
     )
     .await
     .expect_err("writes are refused");
@@ -193,6 +201,7 @@ async fn read_only_queries_return_typed_values_and_cannot_write() {
         "SELECT pg_sleep(5)",
         &[],
         Duration::from_millis(100),
+        LIMITS,
     )
     .await
     .expect_err("the statement timeout applies");
@@ -211,6 +220,7 @@ async fn a_value_of_the_wrong_type_is_refused_naming_the_parameter() {
         "SELECT 1 WHERE $1::int4 > 0",
         &[SqlValue::Text("one".into())],
         Duration::from_secs(2),
+        LIMITS,
     )
     .await
     .expect_err("text is not an int4");
@@ -241,4 +251,128 @@ async fn a_wrong_password_is_reported_naming_the_server() {
         !message.contains("wrong"),
         "the password is not echoed: {message}"
     );
+}
+
+#[tokio::test]
+async fn a_result_over_the_limits_is_cut_with_an_error_naming_the_limit() {
+    let server = PgServer::start();
+    let mut client = sql::connect(&server.connection(), None).await.unwrap();
+    // 10,000 rows of 10 KiB: 100 MiB, against a 1 MiB cap.
+    let started = std::time::Instant::now();
+    let error = sql::query_read_only(
+        &mut client,
+        "SELECT repeat('x', 10240) FROM generate_series(1, 10000)",
+        &[],
+        Duration::from_secs(10),
+        LIMITS,
+    )
+    .await
+    .expect_err("100 MiB is over the cap");
+    assert!(
+        matches!(
+            error,
+            SqlError::ResultTooLarge {
+                limit: 1048576,
+                what: "bytes"
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("1048576 bytes"), "{error}");
+    println!("cut after {:?}", started.elapsed());
+    let error = sql::query_read_only(
+        &mut client,
+        "SELECT g FROM generate_series(1, 5000) g",
+        &[],
+        Duration::from_secs(10),
+        LIMITS,
+    )
+    .await
+    .expect_err("5,000 rows are over the cap of 1,000");
+    assert!(
+        matches!(
+            error,
+            SqlError::ResultTooLarge {
+                limit: 1000,
+                what: "rows"
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_query_leaves_nothing_behind_in_the_session_for_the_next_user() {
+    let server = PgServer::start();
+    let connection = server.connection();
+    let mut client = sql::connect(&connection, None).await.unwrap();
+    for statement in [
+        "SELECT pg_advisory_lock(42)::text",
+        "PREPARE s1 AS SELECT 1",
+        "SELECT set_config('application_name', 'hijacked', false)",
+    ] {
+        let (result, reusable) = sql::query(
+            &mut client,
+            &connection,
+            statement,
+            &[],
+            Duration::from_secs(2),
+            LIMITS,
+        )
+        .await;
+        result.unwrap_or_else(|e| panic!("{statement}: {e}"));
+        assert!(reusable, "{statement}: the session was reset");
+    }
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_prepared_statements WHERE name = 's1'), \
+                    (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), \
+                    current_setting('application_name')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 0, "no prepared statement is left");
+    assert_eq!(row.get::<_, i64>(1), 0, "no advisory lock is held");
+    assert_eq!(row.get::<_, String>(2), "wasm-operator");
+}
+
+#[tokio::test]
+async fn a_query_abandoned_by_its_caller_is_cancelled_on_the_server() {
+    let server = PgServer::start();
+    let connection = server.connection();
+    let mut client = sql::connect(&connection, None).await.unwrap();
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(300),
+        sql::query(
+            &mut client,
+            &connection,
+            "SELECT pg_sleep(30)",
+            &[],
+            Duration::from_secs(60),
+            LIMITS,
+        ),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the caller gave up");
+    let admin = sql::connect(&connection, None).await.unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let running: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if running == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the abandoned query still runs on the server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

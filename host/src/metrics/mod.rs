@@ -64,6 +64,7 @@ pub struct Metrics {
     plugin_load_duration: HistogramFamily<LoadLabels>,
     writes: Family<VerbLabels, Counter>,
     events_dropped: Family<ReasonLabels, Counter>,
+    plugin_queries: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -162,6 +163,12 @@ impl Metrics {
             "Plugin events not recorded, by reason (cap: over the events of one decision; rate: over the events per object per minute)",
             events_dropped.clone(),
         );
+        let plugin_queries = Family::default();
+        registry.register(
+            "plugin_queries",
+            "Read-only queries plugins ran through the sql import, by outcome (reason: ok, error)",
+            plugin_queries.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -177,7 +184,18 @@ impl Metrics {
             plugin_load_duration,
             writes,
             events_dropped,
+            plugin_queries,
         }
+    }
+
+    /// Counts a read-only query a plugin ran, by `outcome` (`ok`, `error`).
+    pub fn record_plugin_query(&self, who: &BindingLabels, outcome: &'static str) {
+        self.plugin_queries
+            .get_or_create(&ReasonLabels {
+                binding: who.clone(),
+                reason: outcome,
+            })
+            .inc();
     }
 
     /// Counts `count` plugin events not recorded, for a bounded `reason`

@@ -86,6 +86,54 @@ pub async fn connect(
     Ok(client)
 }
 
+/// Asks the server to stop what `token`'s session is running (a query the
+/// host no longer waits for), over a connection like `server`'s.
+pub(super) async fn cancel(token: tokio_postgres::CancelToken, server: &ServerConnection) {
+    let result = match server.ssl_mode {
+        SslMode::Disable => token.cancel_query(NoTls).await,
+        _ => {
+            token
+                .cancel_query(tokio_postgres_rustls::MakeRustlsConnect::new(
+                    tls::unverified_client_config(),
+                ))
+                .await
+        }
+    };
+    if let Err(error) = result {
+        tracing::warn!(error = %db_message(&error), host = %server.host, "could not cancel an abandoned query");
+    }
+}
+
+/// Stops the query of a session unless disarmed: a query whose caller went
+/// away (the plugin's deadline passed) must not keep running on the server.
+pub(super) struct CancelOnDrop {
+    armed: Option<(tokio_postgres::CancelToken, ServerConnection)>,
+}
+
+impl CancelOnDrop {
+    /// Armed for `client`'s session on `server`.
+    pub(super) fn new(client: &Client, server: &ServerConnection) -> Self {
+        Self {
+            armed: Some((client.cancel_token(), server.clone())),
+        }
+    }
+
+    /// The query finished: nothing to cancel.
+    pub(super) fn disarm(mut self) {
+        self.armed = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some((token, server)) = self.armed.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move { cancel(token, &server).await });
+        }
+    }
+}
+
 /// Runs a connection's I/O until it closes.
 async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
 where

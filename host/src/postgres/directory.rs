@@ -22,8 +22,9 @@ use tokio::sync::OnceCell;
 
 use super::connection::{self, ServerConnection};
 use super::error::ServerError;
-use super::executor::{self, PlanReport};
+use super::executor::{self, PlanReport, ResultLimits};
 use super::pool::{Pool, pool_key};
+use super::session;
 use crate::grants::Grants;
 use crate::runtime::{QueryResult, SqlPlan, SqlValue};
 use crate::vocabulary::ServerKey;
@@ -133,7 +134,15 @@ impl ServerDirectory {
         })
     }
 
-    /// Runs a read-only query.
+    /// Runs a read-only query whose result may be at most `limits`.
+    ///
+    /// # Guarantees
+    /// The query runs in a read-only transaction that is rolled back, and
+    /// the session is reset (`DISCARD ALL`: prepared statements, advisory
+    /// locks, settings, temporary tables) before the connection serves
+    /// anyone else; a connection that cannot be reset is closed. A query
+    /// abandoned by its caller (a plugin past its deadline) is cancelled
+    /// on the server.
     ///
     /// # Errors
     /// [`ServerError`] naming the server.
@@ -143,13 +152,22 @@ impl ServerDirectory {
         database: Option<&str>,
         statement: &str,
         params: &[SqlValue],
+        limits: ResultLimits,
     ) -> Result<QueryResult, ServerError> {
         let server = self.connection(key).await?;
         let mut client = self.checkout(key, &server, database).await?;
-        let result = executor::query_read_only(&mut client, statement, params, QUERY_TIMEOUT).await;
-        // The query ran in a read-only transaction that was rolled back:
-        // the session is unchanged.
-        self.pool.put(pool_key(key, &server, database), client);
+        let (result, reusable) = session::query(
+            &mut client,
+            &server,
+            statement,
+            params,
+            QUERY_TIMEOUT,
+            limits,
+        )
+        .await;
+        if reusable {
+            self.pool.put(pool_key(key, &server, database), client);
+        }
         result.map_err(|source| ServerError::Sql {
             key: key.clone(),
             source,

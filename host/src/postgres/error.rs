@@ -51,6 +51,17 @@ pub enum SqlError {
         /// The server's message.
         message: String,
     },
+    /// A query's result is larger than the plugin may receive; the query
+    /// was stopped there.
+    #[error(
+        "the query's result exceeds the limit of {limit} {what} for one query; select fewer rows or columns (LIMIT, WHERE)"
+    )]
+    ResultTooLarge {
+        /// The cap in force.
+        limit: usize,
+        /// `rows` or `bytes`.
+        what: &'static str,
+    },
     /// A result column has a type the contract cannot carry.
     #[error("result column {column} has type {ty}; cast it in the query (e.g. {column}::text)")]
     UnsupportedColumn {

@@ -13,7 +13,9 @@ use tokio_postgres::Client;
 
 use super::error::SqlError;
 use super::values::{as_params, bind, row_values};
-use crate::runtime::{QueryResult, SqlPlan, SqlStatement, SqlValue};
+use futures::StreamExt;
+
+use crate::runtime::{QueryResult, SqlPlan, SqlStatement, SqlValue, sql_value_size};
 
 /// How far a plan got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,16 +67,28 @@ pub async fn run_plan(client: &mut Client, plan: &SqlPlan) -> Result<PlanReport,
     Ok(report)
 }
 
-/// Runs one read-only query in a read-only transaction with a statement timeout.
+/// How much of a query's result a plugin may receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResultLimits {
+    /// Rows at most.
+    pub max_rows: usize,
+    /// Bytes of values at most (see [`sql_value_size`]).
+    pub max_bytes: usize,
+}
+
+/// Runs one read-only query in a read-only transaction with a statement
+/// timeout. Rows are read as they arrive and the query is stopped at the
+/// first row past `limits`, so the host never holds more than that.
 ///
 /// # Errors
 /// [`SqlError::Query`] with the server's message (writes fail with SQLSTATE
-/// 25006), or [`SqlError::UnsupportedColumn`].
+/// 25006), [`SqlError::ResultTooLarge`], or [`SqlError::UnsupportedColumn`].
 pub async fn query_read_only(
     client: &mut Client,
     statement: &str,
     params: &[SqlValue],
     timeout: Duration,
+    limits: ResultLimits,
 ) -> Result<QueryResult, SqlError> {
     let query_error = |e: tokio_postgres::Error| SqlError::Query {
         code: sqlstate(&e),
@@ -95,10 +109,29 @@ pub async fn query_read_only(
         .map_err(query_error)?;
     let prepared = transaction.prepare(statement).await.map_err(query_error)?;
     let binds = bind(0, params, prepared.params())?;
-    let rows = transaction
-        .query(&prepared, &as_params(&binds))
+    let stream = transaction
+        .query_raw(&prepared, as_params(&binds))
         .await
         .map_err(query_error)?;
+    let mut stream = std::pin::pin!(stream);
+    let (mut rows, mut bytes) = (Vec::new(), 0usize);
+    while let Some(row) = stream.next().await {
+        let values = row_values(&row.map_err(query_error)?)?;
+        bytes += values.iter().map(sql_value_size).sum::<usize>();
+        if rows.len() == limits.max_rows {
+            return Err(SqlError::ResultTooLarge {
+                limit: limits.max_rows,
+                what: "rows",
+            });
+        }
+        if bytes > limits.max_bytes {
+            return Err(SqlError::ResultTooLarge {
+                limit: limits.max_bytes,
+                what: "bytes",
+            });
+        }
+        rows.push(values);
+    }
     // Dropping the transaction rolls it back: nothing a query does persists.
     drop(transaction);
     let columns = prepared
@@ -106,7 +139,6 @@ pub async fn query_read_only(
         .iter()
         .map(|c| c.name().to_owned())
         .collect();
-    let rows = rows.iter().map(row_values).collect::<Result<_, _>>()?;
     Ok(QueryResult { columns, rows })
 }
 

@@ -3,8 +3,8 @@
 //! and the executor that runs SQL plans and read-only queries.
 //!
 //! Data flows down the list: the directory resolves a [`ServerKey`] to a
-//! connection, the pool reuses one, the executor runs the statements with
-//! their values bound.
+//! connection, the pool reuses one, a session lends it to one query and
+//! resets it, the executor runs the statements with their values bound.
 //!
 //! [`ServerKey`]: crate::vocabulary::ServerKey
 
@@ -13,9 +13,11 @@ mod directory;
 mod error;
 mod executor;
 mod pool;
+mod session;
 mod values;
 
 pub use connection::{ServerConnection, connect};
 pub use directory::ServerDirectory;
 pub use error::{ServerError, SqlError};
-pub use executor::{PlanReport, query_read_only, run_plan};
+pub use executor::{PlanReport, ResultLimits, query_read_only, run_plan};
+pub use session::query;

@@ -8,7 +8,10 @@ use super::error::ReconcileError;
 use super::gather::Gathered;
 use super::plugin_reads::PluginReads;
 use crate::metrics::Export;
-use crate::runtime::{CallContext, CallError, Decision, FinalizeDecision};
+use kube::ResourceExt;
+
+use crate::postgres::ResultLimits;
+use crate::runtime::{CallContext, CallError, Decision, FinalizeDecision, PluginLimits};
 
 /// Asks the plugin for its decision on the gathered object.
 ///
@@ -48,8 +51,25 @@ fn call_context(ctx: &Context, gathered: &Gathered) -> CallContext {
         services: Arc::new(PluginReads {
             reads: Arc::clone(&ctx.reads),
             servers: Arc::clone(&ctx.servers),
+            limits: result_limits(ctx.plugin.plugin.limits()),
+            object: match gathered.object.metadata.namespace.as_deref() {
+                Some(namespace) => format!("{namespace}/{}", gathered.object.name_any()),
+                None => gathered.object.name_any(),
+            },
+            labels: ctx.labels.clone(),
+            metrics: Arc::clone(&ctx.metrics),
         }),
         grants: Arc::clone(&gathered.grants),
+    }
+}
+
+/// A query may bring a plugin at most a quarter of its memory cap (a
+/// result is copied into the guest's memory) and 100,000 rows: what the
+/// host holds for one call stays bounded by the binding's limits.
+fn result_limits(limits: &PluginLimits) -> ResultLimits {
+    ResultLimits {
+        max_rows: 100_000,
+        max_bytes: usize::try_from(limits.memory_bytes / 4).unwrap_or(usize::MAX),
     }
 }
 

@@ -233,7 +233,9 @@ fn check_size(size: usize, limit: usize) -> Result<(), CallError> {
     }
 }
 
-fn value_size(value: &SqlValue) -> usize {
+/// The bytes a value takes on the wire to a plugin (fixed-size values
+/// count 8): how result and plan sizes are measured against caps.
+pub fn sql_value_size(value: &SqlValue) -> usize {
     match value {
         SqlValue::Text(s) | SqlValue::Json(s) => s.len(),
         SqlValue::Bytes(b) => b.len(),
@@ -248,7 +250,9 @@ fn plan_size(plan: &reconciler::SqlPlan) -> usize {
             .statements
             .iter()
             .map(|s| {
-                s.statement.len() + s.summary.len() + s.params.iter().map(value_size).sum::<usize>()
+                s.statement.len()
+                    + s.summary.len()
+                    + s.params.iter().map(sql_value_size).sum::<usize>()
             })
             .sum::<usize>()
 }

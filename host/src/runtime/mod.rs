@@ -31,6 +31,7 @@ pub use artifacts::ArtifactCache;
 pub use bindings::{WIT_PACKAGE, WIT_VERSION};
 pub use decision::{
     Decision, DesiredChild, Event, EventType, FinalizeDecision, SqlPlan, SqlStatement, SqlValue,
+    sql_value_size,
 };
 pub use description::PluginDescription;
 pub use digest::PluginDigest;
