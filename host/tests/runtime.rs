@@ -458,3 +458,33 @@ async fn tiny_and_empty_log_records_are_capped_by_count() {
     );
     assert!(written > 0, "the first records and the notice are logged");
 }
+
+#[tokio::test]
+async fn a_read_larger_than_a_quarter_of_the_memory_cap_is_refused_before_it_reaches_the_guest() {
+    // 16 MiB of memory: a call may read 4 MiB; the ConfigMap holds 6 MiB.
+    let plugin = load("example-plugin").await.with_limits(PluginLimits {
+        memory_bytes: 16 << 20,
+        ..PluginLimits::default()
+    });
+    let store = Arc::new(ObjectStore::default());
+    store.insert(
+        configmap_kind(),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "audience", "namespace": "default"},
+               "data": {"who": "x".repeat(6 << 20)}}),
+    );
+    let object = greeting(
+        "hello",
+        json!({"greeting": "Hello", "audienceFrom": {"configMap": "audience", "key": "who"}}),
+    );
+    let error = plugin
+        .reconcile(&input(object), store.context(&[configmap_kind()]))
+        .await
+        .expect_err("the read is refused, and the plugin reports it");
+    assert!(
+        error
+            .to_string()
+            .contains("4194304 bytes one call may read"),
+        "{error}"
+    );
+}

@@ -271,7 +271,7 @@ async fn a_result_over_the_limits_is_cut_with_an_error_naming_the_limit() {
     assert!(
         matches!(
             error,
-            SqlError::ResultTooLarge {
+            SqlError::QueryResultTooLarge {
                 limit: 1048576,
                 what: "bytes"
             }
@@ -292,7 +292,7 @@ async fn a_result_over_the_limits_is_cut_with_an_error_naming_the_limit() {
     assert!(
         matches!(
             error,
-            SqlError::ResultTooLarge {
+            SqlError::QueryResultTooLarge {
                 limit: 1000,
                 what: "rows"
             }

@@ -56,7 +56,7 @@ pub enum SqlError {
     #[error(
         "the query's result exceeds the limit of {limit} {what} for one query; select fewer rows or columns (LIMIT, WHERE)"
     )]
-    ResultTooLarge {
+    QueryResultTooLarge {
         /// The cap in force.
         limit: usize,
         /// `rows` or `bytes`.

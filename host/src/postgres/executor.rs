@@ -82,7 +82,7 @@ pub struct ResultLimits {
 ///
 /// # Errors
 /// [`SqlError::Query`] with the server's message (writes fail with SQLSTATE
-/// 25006), [`SqlError::ResultTooLarge`], or [`SqlError::UnsupportedColumn`].
+/// 25006), [`SqlError::QueryResultTooLarge`], or [`SqlError::UnsupportedColumn`].
 pub async fn query_read_only(
     client: &mut Client,
     statement: &str,
@@ -119,13 +119,13 @@ pub async fn query_read_only(
         let values = row_values(&row.map_err(query_error)?)?;
         bytes += values.iter().map(sql_value_size).sum::<usize>();
         if rows.len() == limits.max_rows {
-            return Err(SqlError::ResultTooLarge {
+            return Err(SqlError::QueryResultTooLarge {
                 limit: limits.max_rows,
                 what: "rows",
             });
         }
         if bytes > limits.max_bytes {
-            return Err(SqlError::ResultTooLarge {
+            return Err(SqlError::QueryResultTooLarge {
                 limit: limits.max_bytes,
                 what: "bytes",
             });

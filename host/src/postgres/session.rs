@@ -33,7 +33,7 @@ pub async fn query(
     let running = CancelOnDrop::new(client, server);
     let result = executor::query_read_only(client, statement, params, timeout, limits).await;
     running.disarm();
-    if let Err(SqlError::ResultTooLarge { .. }) = &result {
+    if let Err(SqlError::QueryResultTooLarge { .. }) = &result {
         // Stop the rest of the result rather than wait for it to stream by.
         connection::cancel(client.cancel_token(), server).await;
     }

@@ -51,6 +51,9 @@ pub(crate) struct CallState {
     ctx: CallContext,
     log_budget: usize,
     log_records_left: usize,
+    /// Bytes of cached objects the call may still read.
+    read_budget: usize,
+    read_limit: usize,
     logs_dropped: usize,
     pub(crate) stdout: CappedOutput,
     pub(crate) stderr: CappedOutput,
@@ -79,6 +82,8 @@ impl CallState {
             ctx,
             log_budget: limits.max_log_bytes,
             log_records_left: limits.max_log_records,
+            read_budget: read_limit(limits),
+            read_limit: read_limit(limits),
             logs_dropped: 0,
             stdout,
             stderr,
@@ -96,6 +101,20 @@ impl CallState {
         if self.logs_dropped > 0 {
             tracing::warn!(target: "wasm_operator::plugin", plugin = %self.plugin, dropped = self.logs_dropped, "plugin exceeded its log volume limit; records dropped");
         }
+    }
+
+    /// Charges `objects` (JSON text) against the call's read budget.
+    fn charge_reads(&mut self, kind: &ObjectKind, objects: &[String]) -> Result<(), String> {
+        let size: usize = objects.iter().map(String::len).sum();
+        if size > self.read_budget {
+            self.read_budget = 0;
+            return Err(format!(
+                "reading {kind} would bring more than the {} bytes one call may read (a quarter of the plugin's memory cap); narrow the namespace or the label selector",
+                self.read_limit
+            ));
+        }
+        self.read_budget -= size;
+        Ok(())
     }
 
     fn check_read_grant(&self, kind: &ObjectKind) -> Result<(), String> {
@@ -194,7 +213,9 @@ impl kube::Host for CallState {
             .services
             .get(&kind, namespace.as_deref(), &name)
             .await?;
-        Ok(object.map(|o| o.to_string()))
+        let object = object.map(|o| o.to_string());
+        self.charge_reads(&kind, object.as_slice())?;
+        Ok(object)
     }
 
     #[tracing::instrument(name = "wasm_operator.kube.list", skip_all, fields(plugin = %self.plugin))]
@@ -211,7 +232,9 @@ impl kube::Host for CallState {
             .services
             .list(&kind, namespace.as_deref(), &label_selector)
             .await?;
-        Ok(objects.iter().map(Value::to_string).collect())
+        let objects: Vec<String> = objects.iter().map(Value::to_string).collect();
+        self.charge_reads(&kind, &objects)?;
+        Ok(objects)
     }
 }
 
@@ -235,6 +258,12 @@ impl sql::Host for CallState {
             .query(&key, database.as_deref(), &statement, &params)
             .await
     }
+}
+
+/// What one call may read from the caches: a quarter of its memory cap,
+/// like a query's result (the text is copied into the guest's memory).
+fn read_limit(limits: &PluginLimits) -> usize {
+    usize::try_from(limits.memory_bytes / 4).unwrap_or(usize::MAX)
 }
 
 /// A guest's stdout or stderr: kept in memory up to a cap; the rest is
