@@ -7,6 +7,7 @@
 //! - `adopt-*`: a ConfigMap child named after `spec.greeting`, an object the
 //!   plugin does not own;
 //! - `stack-*`: recurses until the stack overflows;
+//! - `query-*`: queries 100 MiB from its first server;
 //! - anything else: a plain ConfigMap child.
 
 use std::time::Duration;
@@ -27,6 +28,7 @@ impl Plugin for Doors {
             GroupVersionKind::new("examples.systems.mikemiller.tech", "v1alpha1", "Greeting"),
         )
         .child_kind(GroupVersionKind::core("v1", "ConfigMap"))
+        .sql()
     }
 
     fn reconcile(ctx: &Context<'_>, req: &Request) -> Result<Response, PluginError> {
@@ -58,6 +60,15 @@ impl Plugin for Doors {
                 .unwrap_or_default()
                 .to_owned();
             Response::new().child(child(&target))
+        } else if name.starts_with("query-") {
+            let server = req.servers.first().map(String::as_str).unwrap_or_default();
+            let result = ctx.query(
+                server,
+                None,
+                "SELECT repeat('x', 10240) FROM generate_series(1, 10000)",
+                &[],
+            )?;
+            Response::new().requeue_after(Duration::from_secs(result.rows.len() as u64))
         } else if name.starts_with("stack-") {
             Response::new().requeue_after(Duration::from_millis(recurse(1)))
         } else {
