@@ -113,6 +113,10 @@ pub(super) async fn events(
     events: &[Event],
     dropped: usize,
 ) {
+    if events.is_empty() && dropped == 0 {
+        // The common case of a converged object: nothing to record or count.
+        return;
+    }
     let limits = ctx.plugin.plugin.limits();
     let mut events = events.to_vec();
     if dropped > 0 {
