@@ -162,6 +162,7 @@ async fn parameters_are_bound_never_spliced() {
 async fn read_only_queries_return_typed_values_and_cannot_write() {
     let server = PgServer::start();
     let mut client = sql::connect(&server.connection(), None).await.unwrap();
+    sql::prepare_reader(&client).await.unwrap();
     let result = sql::query_read_only(
         &mut client,
         "SELECT $1::int4 + 1 AS n, $2::text AS t, NULL::text AS missing, '{\"a\":1}'::jsonb AS j, true AS b",
@@ -215,6 +216,7 @@ async fn read_only_queries_return_typed_values_and_cannot_write() {
 async fn a_value_of_the_wrong_type_is_refused_naming_the_parameter() {
     let server = PgServer::start();
     let mut client = sql::connect(&server.connection(), None).await.unwrap();
+    sql::prepare_reader(&client).await.unwrap();
     let error = sql::query_read_only(
         &mut client,
         "SELECT 1 WHERE $1::int4 > 0",
@@ -257,6 +259,7 @@ async fn a_wrong_password_is_reported_naming_the_server() {
 async fn a_result_over_the_limits_is_cut_with_an_error_naming_the_limit() {
     let server = PgServer::start();
     let mut client = sql::connect(&server.connection(), None).await.unwrap();
+    sql::prepare_reader(&client).await.unwrap();
     // 10,000 rows of 10 KiB: 100 MiB, against a 1 MiB cap.
     let started = std::time::Instant::now();
     let error = sql::query_read_only(
@@ -306,6 +309,7 @@ async fn a_query_leaves_nothing_behind_in_the_session_for_the_next_user() {
     let server = PgServer::start();
     let connection = server.connection();
     let mut client = sql::connect(&connection, None).await.unwrap();
+    sql::prepare_reader(&client).await.unwrap();
     for statement in [
         "SELECT pg_advisory_lock(42)::text",
         "PREPARE s1 AS SELECT 1",
@@ -342,6 +346,7 @@ async fn a_query_abandoned_by_its_caller_is_cancelled_on_the_server() {
     let server = PgServer::start();
     let connection = server.connection();
     let mut client = sql::connect(&connection, None).await.unwrap();
+    sql::prepare_reader(&client).await.unwrap();
     let abandoned = tokio::time::timeout(
         Duration::from_millis(300),
         sql::query(
@@ -375,4 +380,92 @@ async fn a_query_abandoned_by_its_caller_is_cancelled_on_the_server() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn a_query_runs_as_a_role_that_can_reach_no_program_file_session_or_setting() {
+    let server = PgServer::start();
+    let connection = server.connection();
+    let mut client = sql::connect(&connection, None).await.unwrap();
+    sql::prepare_reader(&client).await.unwrap();
+    sql::prepare_reader(&client)
+        .await
+        .expect("preparing again is harmless");
+    let bystander = sql::connect(&connection, None).await.unwrap();
+    let pid: i32 = bystander
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let marker = std::env::temp_dir().join(format!("wasm-operator-copy-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let marker_text = marker.display().to_string();
+    for (statement, params) in [
+        (
+            format!("COPY (SELECT 1) TO PROGRAM 'touch {marker_text}'"),
+            vec![],
+        ),
+        (format!("COPY (SELECT 1) TO '{marker_text}'"), vec![]),
+        (
+            "SELECT pg_terminate_backend($1)::text".to_owned(),
+            vec![SqlValue::Int(pid.into())],
+        ),
+        ("SELECT pg_reload_conf()::text".to_owned(), vec![]),
+        ("SELECT rolpassword FROM pg_authid".to_owned(), vec![]),
+    ] {
+        let (result, reusable) = sql::query(
+            &mut client,
+            &connection,
+            &statement,
+            &params,
+            Duration::from_secs(5),
+            LIMITS,
+        )
+        .await;
+        let error = result.expect_err(&statement);
+        assert!(
+            matches!(&error, SqlError::Query { code, .. } if code == "42501"),
+            "{statement}: {error:?}"
+        );
+        assert!(reusable, "{statement}");
+    }
+    assert!(!marker.exists(), "no program ran and no file was written");
+    bystander
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("the other session is alive");
+}
+
+#[tokio::test]
+async fn the_reader_sees_the_verifiers_of_plain_roles_only() {
+    let server = PgServer::start();
+    let connection = server.connection();
+    let mut client = sql::connect(&connection, None).await.unwrap();
+    sql::prepare_reader(&client).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE ROLE plain LOGIN PASSWORD 'p1'; CREATE ROLE dba LOGIN SUPERUSER PASSWORD 'p2'",
+        )
+        .await
+        .unwrap();
+    let mut verifier = async |role: &str| {
+        let (result, _) = sql::query(
+            &mut client,
+            &connection,
+            "select wasm_operator.role_verifier($1::text) as rolpassword",
+            &[SqlValue::Text(role.into())],
+            Duration::from_secs(5),
+            LIMITS,
+        )
+        .await;
+        result.unwrap().rows.remove(0).remove(0)
+    };
+    assert!(
+        matches!(verifier("plain").await, SqlValue::Text(v) if v.starts_with("SCRAM-SHA-256$")),
+        "a plain role's verifier is observable"
+    );
+    assert!(
+        matches!(verifier("dba").await, SqlValue::Null),
+        "a superuser's is not"
+    );
 }

@@ -7,7 +7,7 @@
 //! `ns/name`, `ns/*` or `*`) and the server consents to the object's
 //! namespace (`spec.allowedNamespaces`, default: its own namespace only).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use super::connection::{self, ServerConnection};
 use super::error::ServerError;
 use super::executor::{self, PlanReport, ResultLimits};
 use super::pool::{Pool, pool_key};
-use super::session;
+use super::{reader, session};
 use crate::grants::Grants;
 use crate::runtime::{QueryResult, SqlPlan, SqlValue};
 use crate::vocabulary::ServerKey;
@@ -40,6 +40,8 @@ pub struct ServerDirectory {
     store: OnceCell<Store<PostgresServer>>,
     credentials: Mutex<HashMap<ServerKey, (Instant, ServerConnection)>>,
     pool: Pool,
+    /// Servers whose reader role is set up (by this process).
+    readers: Mutex<HashSet<ServerKey>>,
 }
 
 impl ServerDirectory {
@@ -51,6 +53,7 @@ impl ServerDirectory {
             store: OnceCell::new(),
             credentials: Mutex::new(HashMap::new()),
             pool: Pool::default(),
+            readers: Mutex::default(),
         })
     }
 
@@ -155,6 +158,7 @@ impl ServerDirectory {
         limits: ResultLimits,
     ) -> Result<QueryResult, ServerError> {
         let server = self.connection(key).await?;
+        self.prepare_reader(key, &server).await?;
         let mut client = self.checkout(key, &server, database).await?;
         let (result, reusable) = session::query(
             &mut client,
@@ -172,6 +176,35 @@ impl ServerDirectory {
             key: key.clone(),
             source,
         })
+    }
+
+    /// Sets up the role plugin queries run as, once per server.
+    async fn prepare_reader(
+        &self,
+        key: &ServerKey,
+        server: &ServerConnection,
+    ) -> Result<(), ServerError> {
+        let ready = self
+            .readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key);
+        if ready {
+            return Ok(());
+        }
+        let client = self.checkout(key, server, None).await?;
+        reader::prepare(&client)
+            .await
+            .map_err(|source| ServerError::Sql {
+                key: key.clone(),
+                source,
+            })?;
+        self.pool.put(pool_key(key, server, None), client);
+        self.readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone());
+        Ok(())
     }
 
     async fn checkout(

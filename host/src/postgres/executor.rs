@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use super::error::SqlError;
+use super::reader::READER_ROLE;
 use super::values::{as_params, bind, row_values};
 use futures::StreamExt;
 
@@ -77,7 +78,8 @@ pub struct ResultLimits {
 }
 
 /// Runs one read-only query in a read-only transaction with a statement
-/// timeout. Rows are read as they arrive and the query is stopped at the
+/// timeout, as the [reader role](super::reader) (set it up first with
+/// [`prepare`](super::reader::prepare)). Rows are read as they arrive and the query is stopped at the
 /// first row past `limits`, so the host never holds more than that.
 ///
 /// # Errors
@@ -102,7 +104,7 @@ pub async fn query_read_only(
         .map_err(query_error)?;
     transaction
         .batch_execute(&format!(
-            "SET LOCAL statement_timeout = {}",
+            "SET LOCAL statement_timeout = {}; SET LOCAL ROLE {READER_ROLE}",
             timeout.as_millis()
         ))
         .await
@@ -177,7 +179,7 @@ fn failed(index: usize, statement: &SqlStatement, error: &tokio_postgres::Error)
     }
 }
 
-fn sqlstate(error: &tokio_postgres::Error) -> String {
+pub(super) fn sqlstate(error: &tokio_postgres::Error) -> String {
     error
         .code()
         .map_or_else(|| "-----".to_owned(), |c| c.code().to_owned())

@@ -13,6 +13,7 @@ mod directory;
 mod error;
 mod executor;
 mod pool;
+mod reader;
 mod session;
 mod values;
 
@@ -20,4 +21,5 @@ pub use connection::{ServerConnection, connect};
 pub use directory::ServerDirectory;
 pub use error::{ServerError, SqlError};
 pub use executor::{PlanReport, ResultLimits, query_read_only, run_plan};
+pub use reader::{READER_ROLE, prepare as prepare_reader};
 pub use session::query;

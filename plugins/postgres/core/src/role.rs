@@ -11,9 +11,11 @@ use crate::outcome::Changes;
 use crate::password::{NewPassword, PasswordDecision};
 use crate::scram::verify_scram_sha_256;
 
-/// Reads a role's stored verifier. Needs superuser (`pg_authid`); when it
-/// fails the password is not checked for drift.
-pub const VERIFIER_QUERY: &str = "select rolpassword from pg_authid where rolname = $1";
+/// Reads a role's stored verifier through the function the host provides
+/// (plugin queries run as a role that cannot read `pg_authid`); where the
+/// server's admin is no superuser the function does not exist, the query
+/// fails and the password is not checked for drift.
+pub const VERIFIER_QUERY: &str = "select wasm_operator.role_verifier($1::text) as rolpassword";
 
 /// How a role's stored password compares with the Secret's.
 #[derive(Debug, Clone, PartialEq, Eq)]
