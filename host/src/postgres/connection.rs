@@ -7,8 +7,7 @@ use std::time::Duration;
 use postgres_api::SslMode;
 use tokio_postgres::{Client, NoTls};
 
-use super::error::SqlError;
-use super::executor::db_message;
+use super::error::{SqlError, db_message};
 
 /// How to reach a PostgreSQL server as its administrator.
 #[derive(Clone)]

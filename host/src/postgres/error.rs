@@ -1,6 +1,8 @@
 //! What can go wrong using a PostgreSQL server: running SQL on it
 //! ([`SqlError`]), and finding and reaching it ([`ServerError`]).
 
+use std::error::Error as _;
+
 use crate::vocabulary::ServerKey;
 
 /// What went wrong running SQL.
@@ -113,4 +115,22 @@ pub enum ServerError {
         #[source]
         source: SqlError,
     },
+}
+
+/// The SQLSTATE of an error, or `-----` when the failure was not the server's.
+pub(super) fn sqlstate(error: &tokio_postgres::Error) -> String {
+    error
+        .code()
+        .map_or_else(|| "-----".to_owned(), |c| c.code().to_owned())
+}
+
+/// The server's own message: `Display` of a tokio-postgres error says only
+/// "db error".
+pub(super) fn db_message(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => error
+            .source()
+            .map_or_else(|| error.to_string(), |s| format!("{error}: {s}")),
+    }
 }

@@ -6,12 +6,11 @@
 //! only its summary and SQLSTATE, since PostgreSQL may echo statement text
 //! (and with it a password verifier) in its messages.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::error::SqlError;
+use super::error::{SqlError, db_message, sqlstate};
 use super::reader::READER_ROLE;
 use super::values::{as_params, bind, row_values};
 use futures::StreamExt;
@@ -176,22 +175,5 @@ fn failed(index: usize, statement: &SqlStatement, error: &tokio_postgres::Error)
         } else {
             db_message(error)
         },
-    }
-}
-
-pub(super) fn sqlstate(error: &tokio_postgres::Error) -> String {
-    error
-        .code()
-        .map_or_else(|| "-----".to_owned(), |c| c.code().to_owned())
-}
-
-/// The server's own message: `Display` of a tokio-postgres error says only
-/// "db error".
-pub(super) fn db_message(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => error
-            .source()
-            .map_or_else(|| error.to_string(), |s| format!("{error}: {s}")),
     }
 }

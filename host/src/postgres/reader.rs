@@ -12,8 +12,7 @@
 
 use tokio_postgres::Client;
 
-use super::error::SqlError;
-use super::executor::{db_message, sqlstate};
+use super::error::{SqlError, db_message, sqlstate};
 
 /// The role plugin queries run as.
 pub const READER_ROLE: &str = "wasm_operator_reader";
