@@ -9,6 +9,10 @@
 //! host as a function, `wasm_operator.role_verifier(name)`, that answers
 //! only for plain roles (never a superuser or a role with CREATEROLE,
 //! REPLICATION or BYPASSRLS).
+//!
+//! What the role may still execute is what PUBLIC may: functions an
+//! extension grants to PUBLIC (dblink, for one) are the DBA's grants, and
+//! the host does not revoke them.
 
 use tokio_postgres::Client;
 
