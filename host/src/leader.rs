@@ -24,7 +24,9 @@ pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
 /// Default time between two renewals by the leader.
 pub const DEFAULT_RENEW_PERIOD: Duration = Duration::from_secs(5);
 
-/// Longest wait before retrying after a failed request.
+/// Longest wait before retrying after a failed request, and between two
+/// looks at a Lease someone else holds: a released Lease is taken over
+/// within about this long, not a renew period later.
 const RETRY_PERIOD: Duration = Duration::from_secs(1);
 
 /// What went wrong electing a leader.
@@ -204,6 +206,8 @@ enum Attempt {
 ///   clocks agree within a renew period).
 /// - On shutdown, leadership turns false first, then the Lease is released
 ///   (its holder cleared) so a successor takes over at its next attempt.
+/// - A follower looks at the Lease every second (at most every renew
+///   period), so it takes a released Lease over within about a second.
 #[derive(Debug)]
 pub struct LeaderElector {
     api: Api<Lease>,
@@ -286,7 +290,7 @@ impl LeaderElector {
                 renewed_at = None;
             }
             self.set_leading(renewed_at.is_some());
-            let mut wait = if succeeded {
+            let mut wait = if succeeded && renewed_at.is_some() {
                 self.config.renew_period
             } else {
                 self.config.renew_period.min(RETRY_PERIOD)

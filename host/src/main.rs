@@ -72,6 +72,11 @@ struct RunArgs {
     /// This replica's identity (default: $POD_NAME, else host name and pid).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// After SIGTERM or SIGINT, how long reconciles in flight get to finish
+    /// before they are cut, in seconds; the Lease is released after them.
+    /// Keep it below the Pod's terminationGracePeriodSeconds minus 5 s.
+    #[arg(long, env = "WASM_OPERATOR_SHUTDOWN_GRACE_SECONDS", default_value_t = operator::DEFAULT_SHUTDOWN_GRACE.as_secs_f64())]
+    shutdown_grace_seconds: f64,
 }
 
 impl From<RunArgs> for operator::Config {
@@ -84,6 +89,10 @@ impl From<RunArgs> for operator::Config {
             lease_name: args.lease_name,
             lease_duration: std::time::Duration::from_secs(args.lease_seconds),
             identity: args.identity,
+            shutdown_grace: std::time::Duration::try_from_secs_f64(
+                args.shutdown_grace_seconds.max(0.0),
+            )
+            .unwrap_or(std::time::Duration::MAX),
         }
     }
 }

@@ -8,17 +8,17 @@
 //! namespace (`spec.allowedNamespaces`, default: its own namespace only).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use postgres_api::PostgresServer;
-use tokio::sync::OnceCell;
+use tokio::sync::watch;
 
 use super::connection::{self, ServerConnection};
 use super::error::ServerError;
@@ -33,11 +33,82 @@ use crate::vocabulary::ServerKey;
 const CREDENTIALS_TTL: Duration = Duration::from_secs(10);
 /// Statement timeout of plugins' read-only queries.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long controllers wait for the first list of PostgresServers before
+/// they start without servers.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a wait for that list is logged while it lasts.
+const SLOW_LIST: Duration = Duration::from_secs(5);
+
+/// The watch of PostgresServers, started on first use.
+struct ServerWatch {
+    store: Store<PostgresServer>,
+    /// Turns true once the first list is in the store. Not
+    /// `Store::wait_until_ready`: kube-runtime 5 wakes only the last of
+    /// several tasks waiting on it (its `DelayedInit` keeps one waker), and
+    /// every controller of a plugin that uses servers waits at once, so
+    /// all but one started only when their timeout polled again, 30 s late.
+    listed: watch::Receiver<bool>,
+}
+
+impl ServerWatch {
+    /// Fills a store from `events` on a task of its own.
+    fn spawn(
+        events: impl Stream<Item = Result<watcher::Event<PostgresServer>, watcher::Error>>
+        + Send
+        + 'static,
+    ) -> Self {
+        let (store, writer) = reflector::store();
+        let (listed_tx, listed) = watch::channel(false);
+        let stream = reflector::reflector(writer, events).inspect_ok(move |event| {
+            // The reflector applied the event first: the list is in the store.
+            if matches!(event, watcher::Event::InitDone) && !*listed_tx.borrow() {
+                listed_tx.send_replace(true);
+                tracing::info!("PostgreSQL servers listed");
+            }
+        });
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                if let Err(error) = event {
+                    tracing::warn!(%error, "watching PostgresServers failed; retrying");
+                }
+            }
+        });
+        Self { store, listed }
+    }
+
+    /// Waits for the first list, at most [`LIST_TIMEOUT`], logging every
+    /// [`SLOW_LIST`] that it still waits.
+    async fn listed(&self) -> Result<(), ServerError> {
+        let started = tokio::time::Instant::now();
+        let mut listed = self.listed.clone();
+        loop {
+            let left = LIST_TIMEOUT.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(ServerError::Watch {
+                    reason: "their list did not arrive within 30 s; is crds/postgresservers.yaml installed?",
+                });
+            }
+            match tokio::time::timeout(SLOW_LIST.min(left), listed.wait_for(|l| *l)).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(_)) => {
+                    return Err(ServerError::Watch {
+                        reason: "the watch stopped",
+                    });
+                }
+                Err(_) => tracing::warn!(
+                    waited_s = started.elapsed().as_secs(),
+                    "still waiting for the first list of PostgresServers; controllers of plugins that use servers start after it"
+                ),
+            }
+        }
+    }
+}
 
 /// The servers known to the operator, shared by every plugin controller.
 pub struct ServerDirectory {
     client: Client,
-    store: OnceCell<Store<PostgresServer>>,
+    watch: OnceLock<ServerWatch>,
     credentials: Mutex<HashMap<ServerKey, (Instant, ServerConnection)>>,
     pool: Pool,
     /// Servers whose reader role is set up (by this process).
@@ -50,55 +121,37 @@ impl ServerDirectory {
     pub fn new(client: Client) -> Arc<Self> {
         Arc::new(Self {
             client,
-            store: OnceCell::new(),
+            watch: OnceLock::new(),
             credentials: Mutex::new(HashMap::new()),
             pool: Pool::default(),
             readers: Mutex::default(),
         })
     }
 
-    /// Starts the watch (once) and waits until its first list arrived.
+    /// Starts the watch (once) and waits until its first list arrived;
+    /// every caller wakes as soon as it does.
     ///
     /// # Errors
     /// When the first list does not arrive in 30 s (is the PostgresServer
-    /// CRD installed?).
+    /// CRD installed?); waits over 5 s are logged meanwhile.
     pub async fn ready(&self) -> Result<(), ServerError> {
-        let store = self
-            .store
-            .get_or_init(|| async {
-                let (reader, writer) = reflector::store();
+        self.watch
+            .get_or_init(|| {
                 let api: Api<PostgresServer> = Api::all(self.client.clone());
-                let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-                    .default_backoff()
-                    .touched_objects();
-                tokio::spawn(async move {
-                    futures::pin_mut!(stream);
-                    while let Some(event) = stream.next().await {
-                        if let Err(error) = event {
-                            tracing::warn!(%error, "watching PostgresServers failed; retrying");
-                        }
-                    }
-                });
-                reader
+                ServerWatch::spawn(watcher(api, watcher::Config::default()).default_backoff())
             })
-            .await;
-        tokio::time::timeout(Duration::from_secs(30), store.wait_until_ready())
+            .listed()
             .await
-            .map_err(|_| ServerError::Watch {
-                reason: "their list did not arrive within 30 s; is crds/postgresservers.yaml installed?",
-            })?
-            .map_err(|_| ServerError::Watch {
-                reason: "the watch stopped",
-            })
     }
 
     /// The servers an object in `namespace` may use under `grants`: granted,
     /// and consenting to the namespace.
     pub fn usable_by(&self, grants: &Grants, namespace: Option<&str>) -> BTreeSet<ServerKey> {
-        let Some(store) = self.store.get() else {
+        let Some(watch) = self.watch.get() else {
             return BTreeSet::new();
         };
-        store
+        watch
+            .store
             .state()
             .iter()
             .filter_map(|server| {
@@ -245,9 +298,9 @@ impl ServerDirectory {
         let not_found = || ServerError::NotFound { key: key.clone() };
         let (namespace, name) = (key.namespace(), key.name());
         let server = self
-            .store
+            .watch
             .get()
-            .and_then(|s| s.get(&ObjectRef::new(name).within(namespace)))
+            .and_then(|w| w.store.get(&ObjectRef::new(name).within(namespace)))
             .ok_or_else(not_found)?;
         let refs = &server.spec.admin_credentials;
         let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
@@ -288,5 +341,97 @@ impl ServerDirectory {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.clone(), (Instant::now(), connection.clone()));
         Ok(connection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::channel::mpsc;
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// Starts `waiters` tasks that each await `wait`; returns when each
+    /// finished (since the call) and what it returned.
+    async fn waiting<F, T>(waiters: usize, wait: impl Fn() -> F) -> Arc<Mutex<Vec<(Duration, T)>>>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let started = Instant::now();
+        for _ in 0..waiters {
+            let (wait, done) = (wait(), Arc::clone(&done));
+            tokio::spawn(async move {
+                let result = wait.await;
+                done.lock().unwrap().push((started.elapsed(), result));
+            });
+        }
+        // Every waiter has polled (and is pending) once the clock may advance.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(done.lock().unwrap().is_empty(), "nothing is listed yet");
+        done
+    }
+
+    /// The cause of controllers starting 30 s late, pinned down with the
+    /// wait the directory used to do. If a kube upgrade makes this fail,
+    /// `Store::wait_until_ready` wakes every waiter and
+    /// [`ServerWatch::listed`] could use it again.
+    #[tokio::test(start_paused = true)]
+    async fn kube_runtime_wakes_one_of_several_tasks_waiting_for_a_store_and_the_others_at_their_timeout()
+     {
+        let (store, mut writer) = reflector::store::<PostgresServer>();
+        let done = waiting(3, || {
+            let store = store.clone();
+            async move {
+                tokio::time::timeout(LIST_TIMEOUT, store.wait_until_ready())
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        tokio::time::sleep(LIST_TIMEOUT * 2).await;
+        let mut done = done.lock().unwrap().clone();
+        done.sort();
+        let millis: Vec<(u128, bool)> = done.iter().map(|(at, ok)| (at.as_millis(), *ok)).collect();
+        // One at once; two only when their timeout polled them, and then
+        // without an error: a silent stall.
+        assert_eq!(millis, [(1, true), (30_000, true), (30_000, true)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_controller_waiting_for_the_server_list_starts_as_soon_as_it_arrives() {
+        let (events, stream) = mpsc::unbounded();
+        let watch = Arc::new(ServerWatch::spawn(stream.map(Ok)));
+        let done = waiting(3, || {
+            let watch = Arc::clone(&watch);
+            async move { watch.listed().await.is_ok() }
+        })
+        .await;
+        for event in [watcher::Event::Init, watcher::Event::InitDone] {
+            events.unbounded_send(event).expect("the watch task runs");
+        }
+        tokio::time::sleep(LIST_TIMEOUT * 2).await;
+        let done = done.lock().unwrap().clone();
+        assert_eq!(done.len(), 3);
+        assert!(
+            done.iter()
+                .all(|(at, ok)| *ok && *at < Duration::from_millis(10)),
+            "{done:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_list_that_never_arrives_fails_the_wait_after_30_s() {
+        let (_events, stream) = mpsc::unbounded::<watcher::Event<PostgresServer>>();
+        let watch = ServerWatch::spawn(stream.map(Ok));
+        let started = Instant::now();
+        assert!(matches!(
+            watch.listed().await,
+            Err(ServerError::Watch { .. })
+        ));
+        assert_eq!(started.elapsed(), LIST_TIMEOUT);
     }
 }

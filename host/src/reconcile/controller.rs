@@ -4,15 +4,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::budget::EventBudget;
 use super::cache::{KindCache, ReadCaches, WrittenObjects, slim};
@@ -26,6 +29,10 @@ use crate::events::EventRecorder;
 use crate::metrics::{BindingLabels, Metrics};
 use crate::postgres::ServerDirectory;
 use crate::vocabulary::OWNER_UID_LABEL;
+
+/// How long a controller's caches may take to sync before it says which
+/// ones it still waits for (and again every as long).
+const SLOW_SYNC: Duration = Duration::from_secs(5);
 
 /// Runs the controller of one binding until `shutdown` resolves;
 /// reconciles in flight then finish. Versions published on the binding's
@@ -56,6 +63,7 @@ pub async fn run(
     let mut child_streams = Vec::new();
     let mut read_caches = HashMap::new();
     let mut read_streams = Vec::new();
+    let mut syncing = Vec::new();
     for kind in grants.child_kinds.union(&grants.read_kinds) {
         let served = ServedKind::discover(&client, kind)
             .await
@@ -68,6 +76,7 @@ pub async fn run(
             &description.name,
             reads,
         );
+        syncing.push(cache.sync_progress());
         if reads {
             read_caches.insert(kind.clone(), cache.clone());
         }
@@ -100,6 +109,11 @@ pub async fn run(
     let (forgotten, triggered) = (queue.clone(), queue.clone());
     let budget = EventBudget::default();
     let spent = budget.clone();
+    // Set from the watch events rather than awaited on the store: kube's
+    // `Store::wait_until_ready` wakes only one of several waiters, and the
+    // controller itself already waits on it.
+    let target_synced = watch::Sender::new(false);
+    syncing.push((description.target.to_string(), target_synced.subscribe()));
     let trigger = reflector::reflector(
         writer,
         watcher(api, watcher::Config::default()).modify(slim),
@@ -107,6 +121,9 @@ pub async fn run(
     .default_backoff()
     .inspect_ok(move |event| {
         observed.observe(event);
+        if matches!(event, watcher::Event::InitDone) {
+            target_synced.send_replace(true);
+        }
         if let watcher::Event::Delete(object) = event {
             let uid = object.uid().unwrap_or_default();
             forgotten.forget(&uid);
@@ -154,6 +171,8 @@ pub async fn run(
     };
     let versions = Versions::new(context, &first);
     tracing::info!(binding = %labels.binding, plugin = %labels.plugin, kind = %description.target, "controller started");
+    let binding = labels.binding.to_string();
+    let sync = tokio::spawn(report_sync(binding.clone(), syncing));
     let depth = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -166,10 +185,23 @@ pub async fn run(
             swap_queue.triggered(&object.uid().unwrap_or_default());
         }
     });
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&in_flight);
+    let reconcile = move |object, versions| {
+        let running = InFlight::start(&counted);
+        async move {
+            let _running = running;
+            pipeline::reconcile(object, versions).await
+        }
+    };
+    let shutdown = shutdown.inspect(move |()| {
+        let in_flight = in_flight.load(Ordering::SeqCst);
+        tracing::info!(%binding, in_flight, "controller stopping: reconciles in flight finish first");
+    });
     controller
         .reconcile_all_on(swaps)
         .graceful_shutdown_on(shutdown)
-        .run(pipeline::reconcile, error_policy, versions)
+        .run(reconcile, error_policy, versions)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile did not complete");
@@ -177,8 +209,55 @@ pub async fn run(
         })
         .await;
     depth.abort();
+    sync.abort();
     tracing::info!(binding = %description.name, "controller stopped");
     Ok(())
+}
+
+/// One reconcile running, counted in the controller's in-flight total
+/// while it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Logs once every cache in `caches` (`apiVersion/kind`, synced) has its
+/// first list, and every [`SLOW_SYNC`] until then which ones it still
+/// waits for: a cache that does not sync shows in the log instead of
+/// holding reconciles back in silence.
+async fn report_sync(binding: String, mut caches: Vec<(String, watch::Receiver<bool>)>) {
+    let started = Instant::now();
+    loop {
+        // A cache whose sender is gone belongs to a controller that stopped.
+        caches.retain(|(_, synced)| !*synced.borrow() && synced.has_changed().is_ok());
+        if caches.is_empty() {
+            tracing::info!(%binding, took_ms = started.elapsed().as_millis() as u64, "caches synced");
+            return;
+        }
+        let deadline = Instant::now() + SLOW_SYNC;
+        let mut in_time = true;
+        for (_, synced) in &mut caches {
+            let waited = tokio::time::timeout_at(deadline, synced.wait_for(|synced| *synced)).await;
+            in_time = waited.is_ok();
+            if !in_time {
+                break;
+            }
+        }
+        if !in_time {
+            let waiting_for: Vec<&str> = caches.iter().map(|(kind, _)| kind.as_str()).collect();
+            tracing::warn!(%binding, ?waiting_for, waited_s = started.elapsed().as_secs(), "watch caches have not synced yet; check that the API server serves these kinds and that the operator may list and watch them");
+        }
+    }
 }
 
 /// When to try a failed reconcile again: with a growing backoff, or at the
@@ -217,6 +296,62 @@ fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Log output, kept for a test to read.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cache_that_does_not_sync_is_named_in_a_warning_every_5_s_until_it_does() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let _subscriber = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .finish(),
+        );
+        let (config_maps, config_maps_synced) = watch::channel(false);
+        let (_secrets, secrets_synced) = watch::channel(true);
+        let report = tokio::spawn(report_sync(
+            "greeting".into(),
+            vec![
+                ("v1/ConfigMap".into(), config_maps_synced),
+                ("v1/Secret".into(), secrets_synced),
+            ],
+        ));
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let text = log.text();
+        assert_eq!(
+            text.matches("watch caches have not synced yet").count(),
+            2,
+            "{text}"
+        );
+        assert!(
+            text.contains("v1/ConfigMap") && !text.contains("v1/Secret"),
+            "{text}"
+        );
+        config_maps.send_replace(true);
+        report.await.expect("the report ends once all synced");
+        assert!(log.text().contains("caches synced"));
+    }
 
     #[test]
     fn backoff_grows_exponentially_and_is_capped_with_jitter() {

@@ -208,3 +208,105 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+impl Operator {
+    /// Sends the process a signal (`TERM`, `INT`), as the kubelet or a
+    /// terminal would.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -s {signal} {} failed", self.pid());
+    }
+
+    /// Waits for the process to exit by itself; fails the test after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling the operator") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the operator did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The log of an operator started with [`Cluster::start_operator_logged`]:
+/// its JSON lines as they arrive, each with its arrival time.
+#[derive(Clone, Default)]
+pub struct OperatorLog {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<(Instant, Value)>>>,
+    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl OperatorLog {
+    /// Waits until every line of an operator that exited has been read.
+    pub fn wait_closed(&self) {
+        while !self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The lines so far whose `message` is `message`, with their arrival.
+    pub fn find(&self, message: &str) -> Vec<(Instant, Value)> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, line)| line["fields"]["message"] == message)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Cluster {
+    /// Starts the operator as [`Cluster::start_operator`] does, logging
+    /// JSON lines that the test can read (they are echoed to stderr too).
+    pub fn start_operator_logged(&self, extra: &[&str]) -> (Operator, OperatorLog) {
+        use std::io::BufRead;
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wasm-operator"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_LOG").unwrap_or_else(|_| "info,wasm_operator=debug".into()),
+            )
+            .args([
+                "--log-json",
+                "--plugin-cache-dir",
+                concat!(env!("CARGO_TARGET_TMPDIR"), "/e2e-plugin-cache"),
+            ])
+            .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting wasm-operator");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = OperatorLog::default();
+        let (lines, closed) = (
+            std::sync::Arc::clone(&log.lines),
+            std::sync::Arc::clone(&log.closed),
+        );
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("{line}");
+                if let Ok(value) = serde_json::from_str(&line) {
+                    lines.lock().unwrap().push((Instant::now(), value));
+                }
+            }
+            closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let operator = Operator {
+            child,
+            http: format!("127.0.0.1:{port}"),
+        };
+        (operator, log)
+    }
+}

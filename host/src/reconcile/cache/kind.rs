@@ -102,6 +102,12 @@ impl KindCache {
         format!("{}/{}", self.resource.api_version, self.resource.kind)
     }
 
+    /// What this cache waits for (`apiVersion/kind`) and a receiver that
+    /// turns true once its first list is in, for reporting slow syncs.
+    pub(in crate::reconcile) fn sync_progress(&self) -> (String, watch::Receiver<bool>) {
+        (self.kind(), self.synced.subscribe())
+    }
+
     fn observe(&self, event: &watcher::Event<DynamicObject>) {
         self.written.observe(event);
         self.index
