@@ -1,6 +1,6 @@
 //! The words every part of the host shares: a Kubernetes kind, a server's
 //! key, and the names the host writes on the objects it manages (labels,
-//! finalizer, field manager, status fields, condition types).
+//! annotations, finalizer, field manager, status fields, condition types).
 //!
 //! Nothing here depends on Kubernetes clients or on the Wasm runtime, so
 //! both sides can speak it without depending on each other.
@@ -11,9 +11,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Labels on every child (the plugin that manages it, the uid of its
-/// owner) and the finalizer name of a plugin's objects: one definition,
-/// shared with the SDK so that plugins never type them again.
-pub use wasm_operator_sdk::{OWNER_UID_LABEL, PLUGIN_LABEL, finalizer_name};
+/// owner), the finalizer name of a plugin's objects, and the annotations of
+/// a child kept when its owner is deleted (the plugin's mark, the host's
+/// record of the owner): one definition, shared with the SDK so that
+/// plugins never type them again.
+pub use wasm_operator_sdk::{
+    OWNER_UID_LABEL, PLUGIN_LABEL, RETAIN_ANNOTATION, RETAINED_FROM_ANNOTATION, finalizer_name,
+};
 
 /// Status field naming the digest of the plugin that last reconciled the object.
 pub const DIGEST_FIELD: &str = "pluginDigest";

@@ -14,6 +14,7 @@ use support::cluster::{self, Cluster, Operator, eventually, metric, scrape};
 use support::fixtures::{self, Binding, greetings};
 use wasm_operator::crd::ReconcilerPlugin;
 use wasm_operator::runtime::PluginDigest;
+use wasm_operator::vocabulary::{OWNER_UID_LABEL, RETAIN_ANNOTATION, RETAINED_FROM_ANNOTATION};
 
 const OPERATOR_NAMESPACE: &str = "wasm-operator";
 
@@ -575,6 +576,117 @@ async fn a_child_named_like_an_object_the_plugin_does_not_own_is_refused_and_the
     .await;
     let after = config_maps.get("precious").await.unwrap();
     assert_eq!(after.data.unwrap()["api-key"], "keep-me");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_marked_retain_on_delete_outlives_its_owner_and_is_never_adopted_by_a_successor() {
+    let cluster = Bed::start("retain", "example-plugin").await;
+    cluster
+        .bind(json!({"read": [{"version": "v1", "kind": "ConfigMap"}], "children": [{"version": "v1", "kind": "ConfigMap"}]}))
+        .await;
+    let _operator = cluster.start_operator(&["--leader-election=false"]);
+    let client = cluster.client();
+    let api = greetings(&client, "default");
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), "default");
+    let create = |name: &'static str, spec: Value| {
+        let api = api.clone();
+        async move {
+            let object: DynamicObject =
+                serde_json::from_value(fixtures::greeting("default", name, spec)).unwrap();
+            api.create(&PostParams::default(), &object).await.unwrap()
+        }
+    };
+    let kept = create("kept", json!({"greeting": "Hello", "retainOnDelete": true})).await;
+    create_greeting(&client, "collected", "Hello").await;
+    let child = eventually("both children", Duration::from_secs(20), || async {
+        config_maps.get_opt("collected-greeting").await.ok()??;
+        config_maps.get_opt("kept-greeting").await.ok()?
+    })
+    .await;
+    assert_eq!(child.owner_references()[0].uid, kept.uid().unwrap());
+    assert_eq!(child.annotations()[RETAIN_ANNOTATION], "true");
+
+    for name in ["kept", "collected"] {
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    for name in ["kept", "collected"] {
+        eventually(
+            "the Greeting to be gone",
+            Duration::from_secs(20),
+            || async { api.get_opt(name).await.ok()?.is_none().then_some(()) },
+        )
+        .await;
+    }
+    eventually(
+        "the unmarked child to be collected",
+        Duration::from_secs(20),
+        || async {
+            config_maps
+                .get_opt("collected-greeting")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let retained = config_maps
+        .get_opt("kept-greeting")
+        .await
+        .unwrap()
+        .expect("the marked child outlives its Greeting");
+    assert!(
+        retained.owner_references().is_empty(),
+        "{:?}",
+        retained.owner_references()
+    );
+    assert!(
+        !retained.labels().contains_key(OWNER_UID_LABEL),
+        "{:?}",
+        retained.labels()
+    );
+    assert_eq!(
+        retained.annotations()[RETAINED_FROM_ANNOTATION],
+        format!("Greeting default/kept (uid {})", kept.uid().unwrap())
+    );
+    assert_eq!(
+        retained.data.as_ref().unwrap()["message"],
+        "Hello, operators!"
+    );
+    let events = cluster::events(&client, "default")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let note = events
+        .items
+        .iter()
+        .find(|e| e.data["reason"] == "Retained" && e.data["regarding"]["name"] == "kept")
+        .map(|e| e.data["note"].as_str().unwrap_or_default().to_owned())
+        .expect("a Retained event about the deleted Greeting");
+    assert!(note.contains("ConfigMap default/kept-greeting"), "{note}");
+
+    // A new Greeting of the same name wants the same child: refused, and the
+    // retained ConfigMap is left as it is.
+    create("kept", json!({"greeting": "Bye"})).await;
+    let ready = eventually(
+        "the successor to be refused",
+        Duration::from_secs(20),
+        || async {
+            let g = api.get("kept").await.ok()?;
+            ready_condition(&g).filter(|c| c["status"] == "False")
+        },
+    )
+    .await;
+    assert_eq!(ready["reason"], "ChildConflict", "{ready}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("ConfigMap default/kept-greeting"),
+        "{ready}"
+    );
+    let untouched = config_maps.get("kept-greeting").await.unwrap();
+    assert_eq!(untouched.resource_version(), retained.resource_version());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,6 +177,7 @@ async fn suite(major: u32) {
     step(major, "rotation", rotation(&cluster)).await;
     step(major, "restart", restart(&cluster, &mut operator)).await;
     step(major, "hostile_names", hostile_names(&pg, &client)).await;
+    step(major, "ownership", ownership(&pg, &client)).await;
     step(major, "reclaim", reclaim(&pg, &client)).await;
     step(major, "namespace_consent", namespace_consent(&client)).await;
 }
@@ -245,6 +246,16 @@ async fn seed(
         .await
         .unwrap();
     let database = wait_ready(client, APP_NS, "Database", "foo-db").await;
+    let ignored = database.data["status"]["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == "SpecIgnored"))
+        .expect("the seed's size and replication are said not to apply on a server");
+    let expected = if major == 14 {
+        "DedicatedOnly"
+    } else {
+        "VersionMismatch"
+    };
+    assert_eq!(ignored["reason"], expected, "{ignored}");
     let secret_name = database.data["status"]["binding"]["name"]
         .as_str()
         .expect("status.binding.name")
@@ -627,6 +638,177 @@ async fn reclaim(pg: &PgServer, client: &Client) {
         .await
         .unwrap();
     assert!(role.is_empty(), "reclaimPolicy Delete drops the owner role");
+    let secrets = Api::<Secret>::namespaced(client.clone(), APP_NS);
+    eventually(
+        "the deleted Database's Secret to be collected",
+        WAIT,
+        || async {
+            secrets
+                .get_opt("gone-credentials")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let kept = secrets.get("kept-credentials").await.unwrap();
+    assert!(
+        kept.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty(),
+        "the retained Secret is released from its Database"
+    );
+    assert!(
+        kept.metadata.annotations.unwrap_or_default()["systems.mikemiller.tech/retained-from"]
+            .starts_with("Database infra/kept (uid "),
+    );
+    let uri = secret(client, APP_NS, "kept-credentials").await["uri"].clone();
+    connect(&uri)
+        .await
+        .expect("the retained role's password is kept, and still logs in");
+}
+
+/// A role belongs to the resource that created it: an existing superuser is
+/// not taken over (nor dropped), a second Database naming a role the first
+/// owns is refused while the first's password keeps working, and the
+/// dedicated-instance fields are checked before any SQL.
+async fn ownership(pg: &PgServer, client: &Client) {
+    let admin_client = admin(pg, "postgres").await;
+    admin_client
+        .batch_execute("create role dba superuser login password 'dba-by-hand'")
+        .await
+        .unwrap();
+    let dba_uri = format!(
+        "postgresql://dba:dba-by-hand@127.0.0.1:{}/postgres",
+        pg.port()
+    );
+    create_database(
+        client,
+        APP_NS,
+        "takeover",
+        json!({"credentials": {"username": "dba"}, "reclaimPolicy": "Delete"}),
+    )
+    .await;
+    let refused = wait_not_ready(client, APP_NS, "Database", "takeover", "PrivilegedRole").await;
+    assert!(
+        refused["message"].as_str().unwrap().contains("SUPERUSER"),
+        "{refused}"
+    );
+    assert!(
+        Api::<Secret>::namespaced(client.clone(), APP_NS)
+            .get_opt("takeover-credentials")
+            .await
+            .unwrap()
+            .is_none(),
+        "no credentials for a role the Database may not have"
+    );
+    connect(&dba_uri)
+        .await
+        .expect("the superuser's own password still logs in");
+
+    create_database(
+        client,
+        APP_NS,
+        "first",
+        json!({"credentials": {"username": "shared"}}),
+    )
+    .await;
+    wait_ready(client, APP_NS, "Database", "first").await;
+    create_database(
+        client,
+        APP_NS,
+        "second",
+        json!({"credentials": {"username": "shared"}}),
+    )
+    .await;
+    let refused = wait_not_ready(client, APP_NS, "Database", "second", "OwnedByAnother").await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("belongs to Database infra/first"),
+        "{refused}"
+    );
+    let invalid = [
+        ("minus", json!({"size": "-1Gi"}), "spec.size"),
+        ("lots", json!({"size": "lots"}), "spec.size"),
+        ("future", json!({"version": 99}), "spec.version"),
+    ];
+    for (name, fields, _) in &invalid {
+        let mut spec = fields.clone();
+        spec["credentials"] = json!({"username": format!("{name}-owner")});
+        create_database(client, APP_NS, name, spec).await;
+    }
+    for (name, _, field) in &invalid {
+        let condition = wait_not_ready(client, APP_NS, "Database", name, "InvalidSpec").await;
+        assert!(
+            condition["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("InvalidSpec: {field}: ")),
+            "{name}: {condition}"
+        );
+        let role = admin_client
+            .query(
+                "select 1 from pg_roles where rolname = $1",
+                &[&format!("{name}-owner")],
+            )
+            .await
+            .unwrap();
+        assert!(role.is_empty(), "{name}: no SQL ran");
+    }
+
+    // Ten resyncs (2 s each): the first's password keeps working throughout.
+    let first = secret(client, APP_NS, "first-credentials").await;
+    for _ in 0..11 {
+        connect(&first["uri"])
+            .await
+            .expect("the first Database's password keeps working");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert_eq!(
+        secret(client, APP_NS, "first-credentials").await["password"],
+        first["password"]
+    );
+    let mark: Option<String> = admin_client
+        .query_one(
+            "select shobj_description(oid, 'pg_authid') from pg_roles where rolname = 'shared'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        mark.unwrap_or_default()
+            .starts_with("wasm-operator: created for Database infra/first (uid "),
+        "the role records its owner on the server"
+    );
+
+    // Deleting the refused Database with Delete leaves the superuser alone.
+    let databases = api(client, APP_NS, "Database");
+    for name in ["takeover", "second", "minus", "lots", "future"] {
+        databases
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    eventually("the refused Databases to be finalized", WAIT, || async {
+        databases
+            .get_opt("takeover")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    connect(&dba_uri)
+        .await
+        .expect("the superuser survives the Database's deletion");
+    connect(&first["uri"])
+        .await
+        .expect("and so does the first Database's role");
 }
 
 /// A namespace the server does not list cannot use it.

@@ -10,6 +10,10 @@
 //! 5. [`report`]: status (one writer for success and failure), conditions,
 //!    events.
 //!
+//! On deletion, step 2 calls the plugin's `finalize` and steps 3 and 4
+//! carry out only its SQL; once it is done, [`release`] lets go of the
+//! children marked to outlive their owner before the finalizer goes.
+//!
 //! [`pipeline`] strings the steps together behind the finalizer;
 //! [`controller`] runs kube-runtime's `Controller` over it, with the queue
 //! account ([`queue`]) and the version in service ([`versions`]).
@@ -26,6 +30,7 @@ mod gather;
 mod pipeline;
 mod plugin_reads;
 mod queue;
+mod release;
 mod report;
 mod versions;
 

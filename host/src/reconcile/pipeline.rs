@@ -14,7 +14,7 @@ use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use super::context::Context;
 use super::error::ReconcileError;
 use super::versions::Versions;
-use super::{check, decide, execute, gather, report};
+use super::{check, decide, execute, gather, release, report};
 use crate::metrics::Outcome;
 use crate::runtime::CallError;
 
@@ -91,7 +91,8 @@ async fn apply(ctx: &Context, object: Arc<DynamicObject>) -> Result<Action, Reco
 }
 
 /// The object is being deleted: its plugin cleans up until it says it is
-/// done, and the finalizer goes.
+/// done, the children marked to be retained are released, and the
+/// finalizer goes.
 async fn cleanup(ctx: &Context, object: Arc<DynamicObject>) -> Result<Action, ReconcileError> {
     let gathered = gather::gather(ctx, object).await?;
     let decision = decide::finalize(ctx, &gathered).await?;
@@ -105,6 +106,9 @@ async fn cleanup(ctx: &Context, object: Arc<DynamicObject>) -> Result<Action, Re
     )
     .await;
     if decision.done {
+        // Before the finalizer goes: once the object is removed, the garbage
+        // collector deletes every child still referring to it.
+        release::retained(ctx, &gathered).await?;
         Ok(Action::await_change())
     } else {
         // Returning an error keeps the finalizer; the backoff asks again.

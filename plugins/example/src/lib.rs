@@ -2,8 +2,9 @@
 //!
 //! Shows the whole plugin surface on one small kind: typed spec with field
 //! path errors, settings whose schema is derived from their type, a cache read
-//! with a settings fallback, structured logging, a child object, a typed
-//! status with conditions, and an event only when something changed.
+//! with a settings fallback, structured logging, a child object (optionally
+//! kept when the Greeting is deleted), a typed status with conditions, and
+//! an event only when something changed.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,10 @@ pub struct GreetingSpec {
     /// Where to read the audience from; the binding's `defaultAudience` otherwise.
     #[serde(default)]
     pub audience_from: Option<AudienceFrom>,
+    /// Keep the ConfigMap when the Greeting is deleted, instead of letting
+    /// it be garbage-collected with its owner.
+    #[serde(default)]
+    pub retain_on_delete: bool,
 }
 
 /// A key of a ConfigMap in the Greeting's namespace.
@@ -109,11 +114,15 @@ impl Plugin for GreetingPlugin {
             ],
         );
 
-        let child = ChildBuilder::new(&config_map_kind(), format!("{}-greeting", object.name()))
-            .namespace(namespace)
-            .label(NAME_LABEL, "greeting")
-            .data("message", &message)
-            .build();
+        let mut child =
+            ChildBuilder::new(&config_map_kind(), format!("{}-greeting", object.name()))
+                .namespace(namespace)
+                .label(NAME_LABEL, "greeting")
+                .data("message", &message);
+        if spec.retain_on_delete {
+            child = child.retain_on_delete();
+        }
+        let child = child.build();
         let conditions = Conditions::from_object(object).set(
             Condition::ready("Reconciled", "the greeting is published"),
             ctx.now(),
@@ -134,8 +143,10 @@ impl Plugin for GreetingPlugin {
     }
 
     fn finalize(ctx: &Context<'_>, req: &Request) -> Result<FinalizeResponse, PluginError> {
+        // Nothing to clean up: the host releases a ConfigMap marked to be
+        // retained, and the garbage collector deletes any other.
         ctx.info(
-            "greeting deleted; its ConfigMap is garbage-collected",
+            "greeting deleted; its ConfigMap is garbage-collected unless spec.retainOnDelete keeps it",
             &[
                 ("greeting", req.object.name()),
                 ("namespace", req.object.namespace().unwrap_or_default()),

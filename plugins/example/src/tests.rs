@@ -45,6 +45,31 @@ fn reconcile_returns_the_greeting_config_map_in_the_same_namespace() {
 }
 
 #[test]
+fn retain_on_delete_marks_the_config_map_to_outlive_the_greeting() {
+    let retained = reconcile(
+        &TestHost::new(),
+        &Request::new(greeting(
+            json!({"greeting": "Hello", "retainOnDelete": true}),
+        )),
+    )
+    .unwrap();
+    assert_eq!(
+        retained.children[0]["metadata"]["annotations"],
+        json!({wasm_operator_sdk::RETAIN_ANNOTATION: "true"})
+    );
+    let collected = reconcile(
+        &TestHost::new(),
+        &Request::new(greeting(json!({"greeting": "Hello"}))),
+    )
+    .unwrap();
+    assert!(
+        collected.children[0]["metadata"]
+            .get("annotations")
+            .is_none()
+    );
+}
+
+#[test]
 fn audience_is_read_from_the_named_config_map_key() {
     let host = TestHost::new().with_object(audience_config_map("operators"));
     let spec = json!({"greeting": "Hi", "audienceFrom": {"configMap": "audience", "key": "who"}});

@@ -2,10 +2,13 @@
 //!
 //! The host adds owner references, applies children with server-side apply
 //! (one field manager per plugin) and prunes children no longer returned.
+//! A child is garbage-collected with its owner unless it is marked with
+//! [`retain_on_delete`].
 
 use serde_json::{Map, Value, json};
 
 use crate::kind::GroupVersionKind;
+use crate::vocabulary::RETAIN_ANNOTATION;
 
 /// Builds one child object: `apiVersion`, `kind`, `metadata` and any
 /// top-level fields (`data`, `spec`, …).
@@ -65,6 +68,12 @@ impl ChildBuilder {
         self
     }
 
+    /// Marks the child to outlive its owner (see
+    /// [`retain_on_delete`](crate::retain_on_delete)).
+    pub fn retain_on_delete(self) -> Self {
+        self.annotation(RETAIN_ANNOTATION, "true")
+    }
+
     /// Sets a top-level field (`data`, `spec`, `stringData`, …).
     pub fn field(mut self, key: impl Into<String>, value: Value) -> Self {
         self.object.insert(key.into(), value);
@@ -106,6 +115,44 @@ impl ChildBuilder {
     }
 }
 
+/// Marks a built child to outlive its owner: it carries
+/// [`RETAIN_ANNOTATION`], so when the owner is deleted and its `finalize`
+/// is done, the host releases the child before it removes the finalizer.
+/// The released child loses its owner reference to the owner and the
+/// host's labels ([`PLUGIN_LABEL`](crate::PLUGIN_LABEL),
+/// [`OWNER_UID_LABEL`](crate::OWNER_UID_LABEL)), gets
+/// [`RETAINED_FROM_ANNOTATION`](crate::RETAINED_FROM_ANNOTATION) naming the
+/// owner, and stays: the garbage collector no longer deletes it, and the
+/// operator no longer manages it. For what must survive the owner, such as
+/// the credentials of a database kept on the server.
+///
+/// The mark is read from the child as it exists when the owner is
+/// deleted, so return it on every reconcile while it applies; a child
+/// returned without it loses it. A child the plugin stops returning is
+/// still pruned: the mark only changes what the owner's deletion does.
+///
+/// ```
+/// let mut child = wasm_operator_sdk::ChildBuilder::secret("app-credentials").build();
+/// wasm_operator_sdk::retain_on_delete(&mut child);
+/// assert_eq!(
+///     child["metadata"]["annotations"][wasm_operator_sdk::RETAIN_ANNOTATION],
+///     "true"
+/// );
+/// ```
+pub fn retain_on_delete(child: &mut Value) {
+    let Some(object) = child.as_object_mut() else {
+        return;
+    };
+    let metadata = object.entry("metadata").or_insert_with(|| json!({}));
+    let Some(metadata) = metadata.as_object_mut() else {
+        return;
+    };
+    let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+    if let Some(annotations) = annotations.as_object_mut() {
+        annotations.insert(RETAIN_ANNOTATION.into(), Value::String("true".into()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +172,26 @@ mod tests {
                              "labels": {"app.kubernetes.io/name": "greeting"}},
                 "data": {"message": "Hello, world!"}
             })
+        );
+    }
+
+    #[test]
+    fn a_child_retained_on_delete_carries_the_retain_annotation_beside_its_own() {
+        let built = ChildBuilder::secret("app-credentials")
+            .annotation("team", "billing")
+            .retain_on_delete()
+            .build();
+        assert_eq!(
+            built["metadata"]["annotations"],
+            json!({"team": "billing", RETAIN_ANNOTATION: "true"})
+        );
+        let mut marked = ChildBuilder::secret("app-credentials")
+            .annotation("team", "billing")
+            .build();
+        retain_on_delete(&mut marked);
+        assert_eq!(
+            marked, built,
+            "marking a built child is the same as the builder"
         );
     }
 

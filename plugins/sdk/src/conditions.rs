@@ -155,6 +155,15 @@ impl Conditions {
         self
     }
 
+    /// Removes the condition of `type_`, for a condition that only exists
+    /// while something holds (a warning that no longer applies).
+    #[must_use]
+    pub fn remove(mut self, type_: &str) -> Self {
+        self.conditions
+            .retain(|c| c.get("type").and_then(Value::as_str) != Some(type_));
+        self
+    }
+
     /// The condition of `type_`, if present and well-formed.
     #[must_use]
     pub fn get(&self, type_: &str) -> Option<Condition> {
@@ -231,6 +240,26 @@ mod tests {
         assert_eq!(
             conditions.into_value().as_array().unwrap()[0]["type"],
             "Synced"
+        );
+    }
+
+    #[test]
+    fn remove_drops_only_that_type() {
+        let object = object_with(json!([
+            {"type": "SpecIgnored", "status": "True", "reason": "X", "message": "", "lastTransitionTime": "2020-01-01T00:00:00Z"},
+            {"type": "Ready", "status": "True", "reason": "Ok", "message": "", "lastTransitionTime": "2020-01-01T00:00:00Z"}
+        ]));
+        let conditions = Conditions::from_object(&object).remove("SpecIgnored");
+        assert!(conditions.get("SpecIgnored").is_none());
+        assert_eq!(conditions.get(READY).unwrap().reason, "Ok");
+        assert_eq!(
+            conditions
+                .remove("Absent")
+                .into_value()
+                .as_array()
+                .unwrap()
+                .len(),
+            1
         );
     }
 }

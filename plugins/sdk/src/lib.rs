@@ -114,8 +114,11 @@ pub use reconcile::{FinalizeResponse, Request, Response};
 pub use selector::{LabelSelector, SelectorError};
 
 // Children, and the names the host writes on them and on their owners.
-pub use child::ChildBuilder;
-pub use vocabulary::{FINALIZER_PREFIX, OWNER_UID_LABEL, PLUGIN_LABEL, finalizer_name};
+pub use child::{ChildBuilder, retain_on_delete};
+pub use vocabulary::{
+    FINALIZER_PREFIX, OWNER_UID_LABEL, PLUGIN_LABEL, RETAIN_ANNOTATION, RETAINED_FROM_ANNOTATION,
+    finalizer_name,
+};
 
 // Status and conditions.
 pub use conditions::{Condition, ConditionStatus, Conditions, READY};

@@ -69,6 +69,13 @@ pub struct PostgresServerSpec {
     /// `*` allows every namespace. Default: its own namespace only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_namespaces: Vec<String>,
+    /// Let Databases and DatabaseUsers adopt roles and databases that exist
+    /// on the server but were not created by wasm-operator (default: such
+    /// names are refused with `AlreadyExists`). Adopted objects are never
+    /// dropped, and roles with SUPERUSER, CREATEROLE, REPLICATION or
+    /// BYPASSRLS are never adopted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt_existing: bool,
 }
 
 fn default_port() -> u16 {

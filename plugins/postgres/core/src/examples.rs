@@ -124,7 +124,8 @@ fn example_bindings_grant_exactly_what_each_plugin_asks_for() {
 #[test]
 fn example_database_plans_its_creation_on_the_example_server() {
     let server = of_kind("PostgresServer").remove(0);
-    let database = of_kind("Database").remove(0);
+    let mut database = of_kind("Database").remove(0);
+    database["metadata"]["uid"] = json!("uid-1");
     let observed = row(&[
         ("server_version_num", SqlValue::Int(160_004)),
         ("role_exists", SqlValue::Boolean(false)),
@@ -147,10 +148,13 @@ fn example_database_plans_its_creation_on_the_example_server() {
         .iter()
         .flat_map(|p| p.statements.iter().map(|s| s.statement.as_str()))
         .collect();
+    let mark = "'wasm-operator: created for Database infra/foo-db (uid uid-1)'";
     assert_eq!(
         statements[1..],
         [
+            format!("COMMENT ON ROLE \"foo\" IS {mark}").as_str(),
             "CREATE DATABASE \"foo-db\" OWNER \"foo\" CONNECTION LIMIT 50",
+            format!("COMMENT ON DATABASE \"foo-db\" IS {mark}").as_str(),
             "CREATE SCHEMA IF NOT EXISTS \"reports\" AUTHORIZATION \"foo\"",
             "CREATE EXTENSION IF NOT EXISTS \"pgcrypto\"",
         ]

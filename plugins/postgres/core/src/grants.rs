@@ -16,8 +16,10 @@ use crate::names::ident;
 /// `$1` user, `$2` owner, `$3`/`$4` wanted table/sequence privileges,
 /// `$5`/`$6` privileges the profile must not have (comma-separated),
 /// `$7` wanted `VALID UNTIL` (`infinity` when unset). Only direct grants
-/// count, and objects the user owns are left out.
-pub const OBSERVE_QUERY: &str = "with u as (select oid, rolcanlogin, rolconnlimit, rolvaliduntil \
+/// count, and objects the user owns are left out. The role's ownership mark
+/// and privileged attributes come last.
+pub const OBSERVE_QUERY: &str = concat!(
+    "with u as (select oid, rolcanlogin, rolconnlimit, rolvaliduntil \
        from pg_roles where rolname = $1::text), \
      o as (select oid from pg_roles where rolname = $2::text), \
      ns as (select n.oid, n.nspname, n.nspacl, n.nspowner from pg_namespace n \
@@ -58,7 +60,10 @@ pub const OBSERVE_QUERY: &str = "with u as (select oid, rolcanlogin, rolconnlimi
      (exists (select 1 from have, want where (case when have.is_sequence \
          then want.extra_sequences else want.extra_tables end) && have.privileges) \
        or exists (select 1 from defaults, want where (case when defaults.objtype = 'S' \
-         then want.extra_sequences else want.extra_tables end) && defaults.privileges)) as extra";
+         then want.extra_sequences else want.extra_tables end) && defaults.privileges)) as extra, ",
+    crate::ownership::role_columns!(),
+    " from (select 1) as one left join pg_roles r on r.rolname = $1::text"
+);
 
 /// Privileges on tables a profile may hold (what `readWrite` grants).
 const TABLE_PRIVILEGES: &[&str] = &["SELECT", "INSERT", "UPDATE", "DELETE"];

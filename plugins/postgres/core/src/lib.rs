@@ -26,6 +26,7 @@ mod database;
 mod grants;
 mod names;
 mod outcome;
+mod ownership;
 mod password;
 mod role;
 mod rows;
@@ -63,8 +64,12 @@ pub mod queries {
 
 /// The reasons of the `Ready=False` conditions and errors the plugins report.
 pub mod reasons {
-    pub use crate::database::{DEDICATED_INSTANCE_UNSUPPORTED, SERVER_UNAVAILABLE};
+    pub use crate::database::{
+        DEDICATED_INSTANCE_UNSUPPORTED, DEDICATED_ONLY, SERVER_UNAVAILABLE, SPEC_IGNORED,
+        VERSION_MISMATCH,
+    };
     pub use crate::outcome::{DRIFT_REPAIRED, READY_REASON};
+    pub use crate::ownership::{ALREADY_EXISTS, OWNED_BY_ANOTHER, PRIVILEGED_ROLE};
     pub use crate::server::SERVER_UNREACHABLE;
     pub use crate::servers::SERVER_NOT_ALLOWED;
     pub use crate::user::DATABASE_NOT_READY;

@@ -4,6 +4,7 @@ use postgres_api::PostgresServerSpec;
 use wasm_operator_sdk::{Context, Object, PluginError, Request};
 
 use crate::credentials::Endpoint;
+use crate::ownership::Adoption;
 use crate::postgres_server_kind;
 
 /// The reason of `Ready=False` when the server is not among `req.servers`.
@@ -14,6 +15,8 @@ pub const SERVER_NOT_ALLOWED: &str = "ServerNotAllowed";
 pub(crate) struct Server {
     /// Where clients reach it.
     pub(crate) endpoint: Endpoint,
+    /// Whether existing roles and databases may be adopted.
+    pub(crate) adoption: Adoption,
 }
 
 /// Why a server cannot be used, for `Ready=False ServerNotAllowed`.
@@ -65,6 +68,9 @@ fn from_object(key: &str, object: &Object) -> Result<Server, PluginError> {
             host: spec.host,
             port: spec.port,
             ssl_mode: spec.ssl_mode,
+        },
+        adoption: Adoption {
+            allowed: spec.adopt_existing,
         },
     })
 }

@@ -4,27 +4,32 @@
 //! Each reconcile validates the spec, observes the server (read-only), and
 //! plans only the statements needed; a converged Database yields an empty
 //! plan. A Database without `spec.serverRef` asks for a dedicated instance,
-//! which is not supported yet.
+//! which is not supported yet. The role and database carry the Database's
+//! ownership mark (see [`crate::ownership`]): what another resource owns,
+//! or what exists without a mark, is refused and left as it is.
 
+mod dedicated;
 mod observe;
 mod plan;
 
 use postgres_api::{Binding, CommonStatus, CredentialsStatus, DatabaseSpec, ReclaimPolicy};
 use wasm_operator_sdk::{
-    Condition, Context, FinalizeResponse, Object, Plugin, PluginError, PluginInfo, Request,
-    Response, SqlValue, finalizer_name,
+    Condition, Conditions, Context, Event, FinalizeResponse, Object, Plugin, PluginError,
+    PluginInfo, Request, Response, SqlValue, finalizer_name, retain_on_delete,
 };
 
 use crate::credentials::{Credentials, existing_password};
 use crate::names::{
     check_database_name, check_identifier, check_literal, check_role_name, check_schema_name,
 };
-use crate::outcome::{READY_REASON, conditions, not_ready, status_is_current};
+use crate::outcome::{READY_REASON, not_ready, status_is_current};
+use crate::ownership::{Mark, Owner, claim_database, claim_role};
 use crate::password::{self, Rotation, rotation_annotation};
-use crate::rows::{flag, int};
+use crate::rows::{flag, int, text};
 use crate::servers::{SERVER_NOT_ALLOWED, granted_server, is_granted, not_allowed_message};
 use crate::{NoSettings, database_kind, postgres_server_kind, secret_kind};
 
+pub use dedicated::{DEDICATED_ONLY, SPEC_IGNORED, VERSION_MISMATCH};
 pub use observe::{FINALIZE_QUERY, INSIDE_QUERY, OBSERVE_QUERY};
 
 /// The reason of `Ready=False` for a Database without `spec.serverRef`.
@@ -141,6 +146,7 @@ impl Plugin for DatabasePlugin {
         let spec: DatabaseSpec = object.spec()?;
         let status: CredentialsStatus = object.status().unwrap_or_default();
         let namespace = namespace(object)?;
+        dedicated::check(&spec)?;
         let Some(server_ref) = &spec.server_ref else {
             return dedicated_instance_unsupported(ctx, req, status);
         };
@@ -174,6 +180,26 @@ impl Plugin for DatabasePlugin {
             ctx.now(),
         )?;
         let observed = observe::observe(ctx, &key, &desired)?;
+        let owner = Owner::of(object)?;
+        let role_claim = claim_role(
+            desired.owner,
+            observed.role.as_ref(),
+            &owner,
+            &key,
+            server.adoption,
+        )?;
+        let database_claim = claim_database(
+            &desired.name,
+            observed
+                .database
+                .as_ref()
+                .map(|d| (d.comment.as_deref(), d.owner.as_deref())),
+            desired.owner,
+            role_claim,
+            &owner,
+            &key,
+            server.adoption,
+        )?;
         observe::check_possible(&desired, &observed, &key)?;
         let inside = match &observed.database {
             Some(_) if !(desired.extensions.is_empty() && desired.schemas.is_empty()) => {
@@ -193,16 +219,23 @@ impl Plugin for DatabasePlugin {
                 password: &password,
                 existed_before,
                 status_is_current: status_is_current(object),
+                owner: &owner,
+                role_claim,
+                database_claim,
             },
         )?;
 
-        let child = Credentials {
+        let mut child = Credentials {
             endpoint: &server.endpoint,
             dbname: &desired.name,
             username: desired.owner,
             password: &password.password,
         }
         .secret(&secret, namespace);
+        // The password of a role that outlives this resource must too.
+        if spec.reclaim_policy == ReclaimPolicy::Retain {
+            retain_on_delete(&mut child);
+        }
         let ready = Condition::ready(
             READY_REASON,
             format!(
@@ -210,13 +243,27 @@ impl Plugin for DatabasePlugin {
                 desired.name, desired.owner
             ),
         );
+        let ignored = dedicated::ignored(&spec, &key, observed.server_version_num);
+        let ignored_event = ignored.as_ref().and_then(|condition| {
+            let previous = Conditions::from_object(object).get(SPEC_IGNORED);
+            (previous.as_ref().map(|p| &p.message) != Some(&condition.message))
+                .then(|| Event::warning(&condition.reason, "Reconcile", condition.message.clone()))
+        });
+        let mut all = Conditions::from_object(object).set(ready, ctx.now());
+        all = match ignored {
+            Some(condition) => all.set(condition, ctx.now()),
+            None => all.remove(SPEC_IGNORED),
+        };
         let status = CredentialsStatus {
             server: Some(key.clone()),
             database_name: Some(desired.name.clone()),
             binding: Some(Binding { name: secret }),
             password: Some(password.status.clone()),
             common: CommonStatus {
-                conditions: conditions(ctx, object, ready),
+                conditions: match all.into_value() {
+                    serde_json::Value::Array(all) => all,
+                    _ => Vec::new(),
+                },
                 ..CommonStatus::default()
             },
         };
@@ -232,7 +279,7 @@ impl Plugin for DatabasePlugin {
         for plan in plans {
             response = response.sql(plan);
         }
-        for event in changes.events(&key) {
+        for event in changes.events(&key).into_iter().chain(ignored_event) {
             response = response.event(event);
         }
         if let Some(after) = password.requeue_after() {
@@ -298,24 +345,53 @@ impl Plugin for DatabasePlugin {
             .query(&key, None, FINALIZE_QUERY, &params)
             .map_err(|e| unavailable(format!("server {key} cannot be queried: {}", e.message)))?;
         let version = int(&result, "server_version_num").unwrap_or(0);
-        let keep_role = !owner_droppable || flag(&result, "owns_other_databases");
-        if keep_role {
-            ctx.warn(
-                "keeping the owner role: it owns other databases or is reserved",
-                &[("role", owner), ("server", &key)],
-            );
+        // Only what this Database created goes: never what it adopted, what
+        // another resource owns, or what exists without a mark.
+        let me = Owner::of(object)?;
+        let drop_database = Mark::created_by(text(&result, "database_mark").as_deref(), &me);
+        let drop_role = owner_droppable
+            && Mark::created_by(text(&result, "role_mark").as_deref(), &me)
+            && !flag(&result, "owns_other_databases");
+        let mut response = FinalizeResponse::done();
+        let mut kept = Vec::new();
+        if !drop_database {
+            kept.push(format!("database {name:?}"));
         }
-        let plan = plan::drop_plan(&key, &name, (!keep_role).then_some(owner), version)?;
-        Ok(FinalizeResponse::done()
-            .sql(plan)
-            .event(wasm_operator_sdk::Event::normal(
-                "Deleted",
+        if !drop_role {
+            kept.push(format!("role {owner:?}"));
+        }
+        if !kept.is_empty() {
+            let message = format!(
+                "keeping {} on server {key} (reclaimPolicy Delete): not created by this \
+                 Database, adopted, or the role still owns other databases",
+                kept.join(" and ")
+            );
+            ctx.warn(&message, &[("database", &name), ("server", &key)]);
+            response = response.event(wasm_operator_sdk::Event::warning(
+                "Kept",
                 "DropDatabase",
-                format!(
-                    "dropping database {name:?}{} on server {key} (reclaimPolicy Delete)",
-                    if keep_role { "" } else { " and its owner role" }
-                ),
-            )))
+                message,
+            ));
+        }
+        if !(drop_database || drop_role) {
+            return Ok(response);
+        }
+        let plan = plan::drop_plan(
+            &key,
+            drop_database.then_some(name.as_str()),
+            drop_role.then_some(owner),
+            version,
+        )?;
+        let dropped = match (drop_database, drop_role) {
+            (true, true) => format!("database {name:?} and its owner role {owner:?}"),
+            (true, false) => format!("database {name:?}"),
+            _ => format!("role {owner:?}"),
+        };
+        Ok(response.sql(plan).event(wasm_operator_sdk::Event::normal(
+            "Deleted",
+            "DropDatabase",
+            format!("dropping {dropped} on server {key} (reclaimPolicy Delete)"),
+        )))
     }
 }
 

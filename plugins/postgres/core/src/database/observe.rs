@@ -5,14 +5,20 @@
 use wasm_operator_sdk::{Context, PluginError, SqlValue};
 
 use super::Desired;
+use crate::ownership::{ExistingRole, role_columns};
 use crate::rows::{flag, int, json_list, list, query_failed, text};
 
-/// Server version, owner role and database, in the maintenance database.
-/// `$1` owner, `$2` database, `$3` the wanted extensions (jsonb array).
-pub const OBSERVE_QUERY: &str = "select current_setting('server_version_num')::int as server_version_num, \
+/// Server version, owner role and database, in the maintenance database,
+/// with their ownership marks. `$1` owner, `$2` database, `$3` the wanted
+/// extensions (jsonb array).
+pub const OBSERVE_QUERY: &str = concat!(
+    "select current_setting('server_version_num')::int as server_version_num, \
      r.rolname is not null as role_exists, \
-     coalesce(r.rolcanlogin, false) as role_can_login, \
-     d.datname is not null as database_exists, \
+     coalesce(r.rolcanlogin, false) as role_can_login, ",
+    role_columns!(),
+    ", ",
+    "d.datname is not null as database_exists, \
+     shobj_description(d.oid, 'pg_database') as database_mark, \
      pg_encoding_to_char(d.encoding)::text as encoding, \
      d.datcollate::text as locale, \
      o.rolname::text as owner, \
@@ -22,7 +28,8 @@ pub const OBSERVE_QUERY: &str = "select current_setting('server_version_num')::i
      from (select 1) as one \
      left join pg_roles r on r.rolname = $1::text \
      left join pg_database d on d.datname = $2::text \
-     left join pg_roles o on o.oid = d.datdba";
+     left join pg_roles o on o.oid = d.datdba"
+);
 
 /// Extensions and schemas missing inside the database. `$1` the wanted
 /// extensions, `$2` the wanted schemas (jsonb arrays).
@@ -32,9 +39,12 @@ pub const INSIDE_QUERY: &str = "select \
      (select coalesce(jsonb_agg(s), '[]'::jsonb) from jsonb_array_elements_text($2::jsonb) as s \
        where not exists (select 1 from pg_namespace n where n.nspname = s)) as missing_schemas";
 
-/// Server version and whether the owner role owns other databases, for
-/// cleanup. `$1` owner, `$2` database.
+/// Server version, the marks of the database and its owner role, and
+/// whether the role owns other databases, for cleanup. `$1` owner, `$2`
+/// database.
 pub const FINALIZE_QUERY: &str = "select current_setting('server_version_num')::int as server_version_num, \
+     (select shobj_description(oid, 'pg_authid') from pg_roles where rolname = $1::text) as role_mark, \
+     (select shobj_description(oid, 'pg_database') from pg_database where datname = $2::text) as database_mark, \
      exists (select 1 from pg_database d join pg_roles r on r.oid = d.datdba \
        where r.rolname = $1::text and d.datname <> $2::text) as owns_other_databases";
 
@@ -48,8 +58,8 @@ pub(crate) const DROP_FORCE_FROM: i64 = 130_000;
 pub(crate) struct Observed {
     /// `server_version_num`.
     pub(crate) server_version_num: i64,
-    /// Whether the owner role exists.
-    pub(crate) role_exists: bool,
+    /// The owner role, when it exists.
+    pub(crate) role: Option<ExistingRole>,
     /// Whether it may log in.
     pub(crate) role_can_login: bool,
     /// The database, when it exists.
@@ -65,6 +75,8 @@ pub(crate) struct ExistingDatabase {
     pub(crate) encoding: String,
     /// `datcollate`.
     pub(crate) locale: String,
+    /// Its comment (the ownership mark, when it has one).
+    pub(crate) comment: Option<String>,
     /// The owner role's name.
     pub(crate) owner: Option<String>,
     /// `datconnlimit`.
@@ -100,11 +112,12 @@ pub(crate) fn observe(
     let exists = flag(&result, "database_exists");
     Ok(Observed {
         server_version_num: int(&result, "server_version_num").unwrap_or(0),
-        role_exists: flag(&result, "role_exists"),
+        role: flag(&result, "role_exists").then(|| ExistingRole::from_row(&result)),
         role_can_login: flag(&result, "role_can_login"),
         database: exists.then(|| ExistingDatabase {
             encoding: text(&result, "encoding").unwrap_or_default(),
             locale: text(&result, "locale").unwrap_or_default(),
+            comment: text(&result, "database_mark"),
             owner: text(&result, "owner"),
             connection_limit: int(&result, "connection_limit").unwrap_or(-1),
         }),

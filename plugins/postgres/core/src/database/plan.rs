@@ -7,6 +7,7 @@ use super::Desired;
 use super::observe::{DROP_FORCE_FROM, Inside, Observed, PUBLIC_SCHEMA_LOCKED_FROM};
 use crate::names::{ident, literal};
 use crate::outcome::Changes;
+use crate::ownership::{Claim, How, Owner, Target};
 use crate::password::PasswordDecision;
 use crate::role;
 
@@ -26,6 +27,12 @@ pub(crate) struct Inputs<'a> {
     pub(crate) existed_before: bool,
     /// The status describes the current generation: a difference is drift.
     pub(crate) status_is_current: bool,
+    /// The resource the role and database are marked for.
+    pub(crate) owner: &'a Owner,
+    /// What the resource may do with its owner role.
+    pub(crate) role_claim: Claim,
+    /// What it may do with the database.
+    pub(crate) database_claim: Claim,
 }
 
 /// The statements for the maintenance database and for the database itself
@@ -53,30 +60,62 @@ pub(crate) fn plan(
     let mut main = SqlPlan::new(key);
     let mut inside = SqlPlan::new(key).database(desired.name.clone());
 
-    if observed.role_exists {
-        if let Some(statement) =
-            role::existing_role_password(ctx, key, owner, password, existed_before, &mut changes)?
-        {
-            main = main.statement(statement);
+    match inputs.role_claim {
+        Claim::Create => {
+            main = main
+                .statement(role::create_role(owner, &password.password, "")?)
+                .statement(Target::Role(owner).mark(inputs.owner, How::Created)?);
+            if existed_before {
+                changes
+                    .repaired
+                    .push(format!("role {role} was missing and was recreated"));
+            } else {
+                changes.created.push(format!("role {role}"));
+            }
         }
-        if !observed.role_can_login {
-            main = main.statement(role::alter_role(owner, "LOGIN")?);
-            changes.drift_or_update(drift, format!("LOGIN restored for role {role}"));
+        Claim::Adopt | Claim::Owned(_) | Claim::Resume => {
+            if inputs.role_claim == Claim::Adopt {
+                main = main.statement(Target::Role(owner).mark(inputs.owner, How::Adopted)?);
+                changes
+                    .updated
+                    .push(format!("existing role {role} adopted"));
+            }
+            if let Some(statement) = role::existing_role_password(
+                ctx,
+                key,
+                owner,
+                password,
+                existed_before,
+                &mut changes,
+            )? {
+                main = main.statement(statement);
+            }
+            if !observed.role_can_login {
+                main = main.statement(role::alter_role(owner, "LOGIN")?);
+                changes.drift_or_update(drift, format!("LOGIN restored for role {role}"));
+            }
         }
-    } else {
-        main = main.statement(role::create_role(owner, &password.password, "")?);
-        if existed_before {
+    }
+    match inputs.database_claim {
+        Claim::Resume => {
+            main =
+                main.statement(Target::Database(&desired.name).mark(inputs.owner, How::Created)?);
+        }
+        Claim::Adopt => {
+            main =
+                main.statement(Target::Database(&desired.name).mark(inputs.owner, How::Adopted)?);
             changes
-                .repaired
-                .push(format!("role {role} was missing and was recreated"));
-        } else {
-            changes.created.push(format!("role {role}"));
+                .updated
+                .push(format!("existing database {database} adopted"));
         }
+        Claim::Create | Claim::Owned(_) => {}
     }
 
     match &observed.database {
         None => {
-            main = main.statement(create_database(desired)?);
+            main = main
+                .statement(create_database(desired)?)
+                .statement(Target::Database(&desired.name).mark(inputs.owner, How::Created)?);
             if existed_before {
                 changes.repaired.push(format!(
                     "database {database} was missing and was recreated (empty)"
@@ -202,19 +241,26 @@ fn add_schemas_and_extensions(
 }
 
 /// The cleanup of a Database with `reclaimPolicy: Delete`: drop the database
-/// (terminating its sessions), then the owner role unless it owns other
-/// databases.
+/// (terminating its sessions) and the owner role, each only when given (the
+/// caller passes only what this Database created; the role is also kept
+/// while it owns other databases).
 ///
 /// # Errors
 /// `InvalidSpec` when a name cannot be quoted (validation prevents it).
 pub(crate) fn drop_plan(
     key: &str,
-    name: &str,
+    name: Option<&str>,
     owner: Option<&str>,
     server_version_num: i64,
 ) -> Result<SqlPlan, PluginError> {
-    let database = ident(name)?;
     let mut plan = SqlPlan::new(key);
+    let Some(name) = name else {
+        if let Some(owner) = owner {
+            plan = plan.statement(role::drop_role(owner)?);
+        }
+        return Ok(plan);
+    };
+    let database = ident(name)?;
     if server_version_num >= DROP_FORCE_FROM {
         plan = plan.statement(
             SqlStatement::new(

@@ -27,6 +27,14 @@ struct Observe {
     owner: &'static str,
     connection_limit: i64,
     unavailable: Value,
+    role_mark: Option<String>,
+    database_mark: Option<String>,
+    superuser: bool,
+}
+
+/// The comment that marks an object as created for the fixture Database `infra/app`.
+fn mine() -> Option<String> {
+    Some("wasm-operator: created for Database infra/app (uid uid-1)".into())
 }
 
 impl Observe {
@@ -42,6 +50,9 @@ impl Observe {
             owner: "foo",
             connection_limit: -1,
             unavailable: json!([]),
+            role_mark: mine(),
+            database_mark: mine(),
+            superuser: false,
         }
     }
 
@@ -52,6 +63,8 @@ impl Observe {
             role_exists: false,
             can_login: false,
             database_exists: false,
+            role_mark: None,
+            database_mark: None,
             ..Self::converged()
         }
     }
@@ -68,7 +81,16 @@ impl Observe {
             ("server_version_num", SqlValue::Int(self.version)),
             ("role_exists", SqlValue::Boolean(self.role_exists)),
             ("role_can_login", SqlValue::Boolean(self.can_login)),
+            ("role_mark", mark(self.role_exists, &self.role_mark)),
+            ("role_superuser", SqlValue::Boolean(self.superuser)),
+            ("role_createrole", SqlValue::Boolean(false)),
+            ("role_replication", SqlValue::Boolean(false)),
+            ("role_bypassrls", SqlValue::Boolean(false)),
             ("database_exists", SqlValue::Boolean(self.database_exists)),
+            (
+                "database_mark",
+                mark(self.database_exists, &self.database_mark),
+            ),
             ("encoding", text(self.encoding)),
             ("locale", text(self.locale)),
             ("owner", text(self.owner)),
@@ -82,6 +104,13 @@ impl Observe {
             ),
             ("unavailable_extensions", jsonb(self.unavailable.clone())),
         ])
+    }
+}
+
+fn mark(exists: bool, comment: &Option<String>) -> SqlValue {
+    match comment {
+        Some(comment) if exists => SqlValue::Text(comment.clone()),
+        _ => SqlValue::Null,
     }
 }
 
@@ -175,9 +204,19 @@ fn fresh_database_creates_role_then_database_then_locks_public_schema_on_14() {
     assert_eq!(main.statements[0].summary, "create role \"foo\"");
     assert_eq!(
         main.statements[1].statement,
+        format!("COMMENT ON ROLE \"foo\" IS '{}'", mine().unwrap()),
+        "the role is marked as this Database's in the transaction that creates it"
+    );
+    assert!(!main.statements[1].non_transactional);
+    assert_eq!(
+        main.statements[2].statement,
         "CREATE DATABASE \"app\" OWNER \"foo\" CONNECTION LIMIT 20"
     );
-    assert!(main.statements[1].non_transactional && !main.statements[1].sensitive);
+    assert!(main.statements[2].non_transactional && !main.statements[2].sensitive);
+    assert_eq!(
+        main.statements[3].statement,
+        format!("COMMENT ON DATABASE \"app\" IS '{}'", mine().unwrap())
+    );
     let inside = &response.sql[1];
     assert_eq!(inside.database.as_deref(), Some("app"));
     assert_eq!(
@@ -225,7 +264,7 @@ fn fresh_database_on_15_keeps_the_public_schema_as_is_and_uses_template0_for_enc
     let host = observing(host(), &Observe::fresh(150_008));
     let response = reconcile(&host, &Request::new(database(spec)).with_server(SERVER)).unwrap();
     assert_eq!(
-        statements(&response.sql)[1],
+        statements(&response.sql)[2],
         "CREATE DATABASE \"app\" OWNER \"foo\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
     );
     assert_eq!(
@@ -294,8 +333,9 @@ fn missing_role_is_recreated_and_reported_as_drift() {
     let host = observing(host(), &observe);
     let response = reconcile(&host, &converged_request(spec())).unwrap();
     let statements = statements(&response.sql);
-    assert_eq!(statements.len(), 1);
+    assert_eq!(statements.len(), 2);
     assert!(statements[0].starts_with("CREATE ROLE \"foo\" LOGIN PASSWORD 'SCRAM-SHA-256$"));
+    assert!(statements[1].starts_with("COMMENT ON ROLE \"foo\""));
     assert_eq!(reasons(&response), ["DriftRepaired"]);
     assert!(
         response.events[0]
@@ -320,7 +360,10 @@ fn missing_database_is_recreated_and_reported_as_drift() {
     let response = reconcile(&host, &converged_request(spec())).unwrap();
     assert_eq!(
         statements(&response.sql),
-        ["CREATE DATABASE \"app\" OWNER \"foo\""]
+        [
+            "CREATE DATABASE \"app\" OWNER \"foo\"".to_owned(),
+            format!("COMMENT ON DATABASE \"app\" IS '{}'", mine().unwrap())
+        ]
     );
     assert_eq!(reasons(&response), ["DriftRepaired"]);
     assert!(
@@ -592,15 +635,19 @@ fn hostile_names_are_quoted_everywhere() {
     let statements = statements(&response.sql);
     assert!(statements[0].starts_with("CREATE ROLE \"$$\" LOGIN PASSWORD '"));
     assert_eq!(
-        statements[1],
+        statements[2],
         "CREATE DATABASE \"a\"\"b;drop table x;--\" OWNER \"$$\""
     );
-    assert_eq!(statements[3], "ALTER SCHEMA public OWNER TO \"$$\"");
     assert_eq!(
-        statements[4],
+        statements[3],
+        "COMMENT ON DATABASE \"a\"\"b;drop table x;--\" IS 'wasm-operator: created for Database infra/app (uid uid-1)'"
+    );
+    assert_eq!(statements[5], "ALTER SCHEMA public OWNER TO \"$$\"");
+    assert_eq!(
+        statements[6],
         "CREATE SCHEMA IF NOT EXISTS \"s'; drop schema public; --\" AUTHORIZATION \"$$\""
     );
-    assert_eq!(statements[5], "CREATE EXTENSION IF NOT EXISTS \"ext\"\"x\"");
+    assert_eq!(statements[7], "CREATE EXTENSION IF NOT EXISTS \"ext\"\"x\"");
     assert_eq!(
         response.sql[1].database.as_deref(),
         Some("a\"b;drop table x;--")
@@ -620,7 +667,19 @@ fn credentials_secret_has_every_key_from_the_server_spec() {
     let secret = &response.children[0];
     assert_eq!(
         secret["metadata"],
-        json!({"name": "app-credentials", "namespace": "infra"})
+        json!({"name": "app-credentials", "namespace": "infra",
+               "annotations": {"systems.mikemiller.tech/retain-on-delete": "true"}}),
+        "with the default reclaimPolicy Retain the Secret outlives the Database"
+    );
+    let deleting = reconcile(
+        &host,
+        &converged_request(with(spec(), json!({"reclaimPolicy": "Delete"}))),
+    )
+    .unwrap();
+    assert!(
+        deleting.children[0]["metadata"]
+            .get("annotations")
+            .is_none()
     );
     assert_eq!(secret["type"], "kubernetes.io/basic-auth");
     let expect = [
@@ -762,10 +821,60 @@ fn finalize(host: &TestHost, request: &Request) -> Result<FinalizeResponse, Plug
 }
 
 fn finalize_result(version: i64, owns_other: bool) -> QueryResult {
+    finalize_marked(version, owns_other, mine(), mine())
+}
+
+fn finalize_marked(
+    version: i64,
+    owns_other: bool,
+    role_mark: Option<String>,
+    database_mark: Option<String>,
+) -> QueryResult {
     row(&[
         ("server_version_num", SqlValue::Int(version)),
+        ("role_mark", mark(true, &role_mark)),
+        ("database_mark", mark(true, &database_mark)),
         ("owns_other_databases", SqlValue::Boolean(owns_other)),
     ])
+}
+
+#[test]
+fn finalize_drops_only_what_this_database_created() {
+    let spec = with(spec(), json!({"reclaimPolicy": "Delete"}));
+    let adopted = Some("wasm-operator: adopted by Database infra/app (uid uid-1)".to_owned());
+    let another = Some("wasm-operator: created for Database other/app (uid uid-2)".to_owned());
+    for (role_mark, database_mark, expected) in [
+        (None, None, vec![]),
+        (adopted.clone(), adopted.clone(), vec![]),
+        (another.clone(), another, vec![]),
+        (
+            Some("hand-made".to_owned()),
+            mine(),
+            vec!["DROP DATABASE IF EXISTS \"app\" WITH (FORCE)"],
+        ),
+        (mine(), adopted, vec!["DROP ROLE IF EXISTS \"foo\""]),
+    ] {
+        let host = TestHost::new().with_query_result(
+            queries::DATABASE_FINALIZE,
+            Ok(finalize_marked(
+                150_008,
+                false,
+                role_mark.clone(),
+                database_mark.clone(),
+            )),
+        );
+        let response = finalize(&host, &converged_request(spec.clone())).unwrap();
+        assert!(response.done);
+        assert_eq!(
+            statements(&response.sql),
+            expected,
+            "{role_mark:?} {database_mark:?}"
+        );
+        if expected.len() < 2 {
+            let kept = response.events.iter().find(|e| e.reason == "Kept").unwrap();
+            assert_eq!(kept.event_type, EventType::Warning);
+        }
+    }
 }
 
 #[test]
@@ -855,4 +964,164 @@ fn describe_declares_secret_children_server_reads_and_sql() {
     assert_eq!(info.child_kinds, [secret_kind()]);
     assert_eq!(info.read_kinds, [postgres_server_kind()]);
     assert!(info.sql);
+}
+
+#[test]
+fn a_role_or_database_another_resource_owns_is_refused_naming_it_and_nothing_runs() {
+    let theirs = Some("wasm-operator: created for Database other/first (uid uid-9)".to_owned());
+    for observe in [
+        Observe {
+            role_mark: theirs.clone(),
+            ..Observe::converged()
+        },
+        Observe {
+            database_mark: theirs.clone(),
+            ..Observe::converged()
+        },
+    ] {
+        let host = observing(host(), &observe);
+        let request = Request::new(database(spec())).with_server(SERVER);
+        let error = reconcile(&host, &request).unwrap_err();
+        assert_eq!(error.reason, "OwnedByAnother");
+        assert!(!error.retryable);
+        assert!(
+            error
+                .message
+                .contains("belongs to Database other/first (uid uid-9)"),
+            "{}",
+            error.message
+        );
+        assert_eq!(host.queries().len(), 1, "only the observe query runs");
+    }
+}
+
+#[test]
+fn an_existing_superuser_is_never_taken_over_even_where_adoption_is_allowed() {
+    let superuser = Observe {
+        superuser: true,
+        role_mark: None,
+        database_exists: false,
+        ..Observe::converged()
+    };
+    let mut server = crate::fixtures::postgres_server();
+    server["spec"]["adoptExisting"] = json!(true);
+    for host in [host(), TestHost::new().with_object(server)] {
+        let host = observing(host, &superuser);
+        let error =
+            reconcile(&host, &Request::new(database(spec())).with_server(SERVER)).unwrap_err();
+        assert_eq!(error.reason, "PrivilegedRole");
+        assert!(error.message.contains("SUPERUSER"), "{}", error.message);
+    }
+}
+
+#[test]
+fn an_unmarked_role_is_already_exists_unless_the_server_allows_adoption() {
+    let unmarked = Observe {
+        role_mark: None,
+        database_exists: false,
+        ..Observe::converged()
+    };
+    let host = observing(host(), &unmarked);
+    let error = reconcile(&host, &Request::new(database(spec())).with_server(SERVER)).unwrap_err();
+    assert_eq!(error.reason, "AlreadyExists");
+    assert!(
+        error
+            .message
+            .contains("spec.adoptExisting: true on PostgresServer infra/main")
+    );
+
+    let mut server = crate::fixtures::postgres_server();
+    server["spec"]["adoptExisting"] = json!(true);
+    let host = observing(TestHost::new().with_object(server), &unmarked);
+    let response = reconcile(&host, &Request::new(database(spec())).with_server(SERVER)).unwrap();
+    let statements = statements(&response.sql);
+    assert_eq!(
+        statements[0],
+        "COMMENT ON ROLE \"foo\" IS 'wasm-operator: adopted by Database infra/app (uid uid-1)'"
+    );
+    assert!(
+        statements[1].starts_with("ALTER ROLE \"foo\" PASSWORD"),
+        "a new password for the Secret"
+    );
+}
+
+#[test]
+fn a_database_created_but_not_yet_marked_is_marked_on_the_next_reconcile() {
+    let interrupted = Observe {
+        database_mark: None,
+        ..Observe::converged()
+    };
+    let host = observing(host(), &interrupted);
+    let response = reconcile(&host, &converged_request(spec())).unwrap();
+    assert_eq!(
+        statements(&response.sql),
+        [format!(
+            "COMMENT ON DATABASE \"app\" IS '{}'",
+            mine().unwrap()
+        )]
+    );
+}
+
+#[test]
+fn dedicated_instance_fields_are_validated_with_a_server_ref_before_any_query() {
+    for (fields, field) in [
+        (json!({"size": "-1Gi"}), "spec.size"),
+        (json!({"size": "lots"}), "spec.size"),
+        (json!({"version": 99}), "spec.version"),
+    ] {
+        let host = observing(host(), &Observe::converged());
+        let error = reconcile(&host, &converged_request(with(spec(), fields.clone()))).unwrap_err();
+        assert_eq!(error.reason, "InvalidSpec", "{fields}");
+        assert!(
+            error.message.starts_with(field),
+            "{fields}: {}",
+            error.message
+        );
+        assert!(host.queries().is_empty(), "{fields}: no SQL");
+    }
+}
+
+#[test]
+fn the_seeds_dedicated_fields_on_a_server_are_reported_as_ignored() {
+    let seed = with(
+        spec(),
+        json!({"size": "120Gi", "version": 14, "replication": true}),
+    );
+    let host = observing(host(), &Observe::converged());
+    let response = reconcile(&host, &converged_request(seed)).unwrap();
+    let status = response.status.clone().unwrap();
+    let ignored = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "SpecIgnored")
+        .unwrap();
+    assert_eq!(ignored["reason"], "VersionMismatch");
+    assert!(
+        ignored["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.version is 14 but server infra/main runs PostgreSQL 15"),
+    );
+    assert_eq!(
+        ready(&response)["status"],
+        "True",
+        "the database itself is ready"
+    );
+    assert!(reasons(&response).contains(&"VersionMismatch"));
+
+    let mut again = converged_request(spec()).object.into_value();
+    again["status"] = status;
+    let request = Request::new(again)
+        .with_server(SERVER)
+        .with_child(secret("app-credentials"));
+    let cleared = reconcile(&host, &request).unwrap();
+    assert!(
+        !cleared.status.unwrap()["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "SpecIgnored"),
+        "the condition goes once the fields go"
+    );
 }

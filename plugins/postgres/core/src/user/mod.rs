@@ -5,7 +5,9 @@
 //! It waits for its Database to be Ready, observes the role and its
 //! privileges with one query inside the database, and plans only what
 //! differs: role options, password, missing grants (the whole grant set),
-//! privileges beyond the profile after a downgrade.
+//! privileges beyond the profile after a downgrade. The role carries the
+//! DatabaseUser's ownership mark (see [`crate::ownership`]); a role another
+//! resource owns, or one that exists without a mark, is refused.
 
 mod plan;
 
@@ -17,13 +19,14 @@ use postgres_api::{
 use wasm_operator_sdk::{
     Condition, ConditionStatus, Conditions, Context, Event, FinalizeResponse, Object, Plugin,
     PluginError, PluginInfo, READY, Request, Response, SqlPlan, SqlStatement, SqlValue,
-    finalizer_name,
+    finalizer_name, retain_on_delete,
 };
 
 use crate::credentials::{Credentials, existing_password};
 use crate::grants::{self, Profile};
 use crate::names::{check_role_name, check_timestamp, ident};
 use crate::outcome::{Changes, READY_REASON, conditions, not_ready, status_is_current};
+use crate::ownership::{ExistingRole, Mark, Owner, claim_role};
 use crate::password::{self, Rotation, rotation_annotation};
 use crate::role;
 use crate::rows::{flag, int, list, query_failed, text};
@@ -35,9 +38,10 @@ use plan::{RoleInputs, access_name, grants_plan, role_plan};
 pub const DATABASE_NOT_READY: &str = "DatabaseNotReady";
 /// How soon a DatabaseUser waiting for its Database is reconciled again.
 pub const DATABASE_NOT_READY_RECHECK: Duration = Duration::from_secs(10);
-/// Whether the role exists and who owns the database, for cleanup.
-/// `$1` user, `$2` database.
+/// Whether the role exists, its ownership mark, and who owns the database,
+/// for cleanup. `$1` user, `$2` database.
 pub const FINALIZE_QUERY: &str = "select exists (select 1 from pg_roles where rolname = $1::text) as role_exists, \
+     (select shobj_description(oid, 'pg_authid') from pg_roles where rolname = $1::text) as role_mark, \
      (select r.rolname::text from pg_database d join pg_roles r on r.oid = d.datdba \
        where d.datname = $2::text) as owner";
 
@@ -62,7 +66,8 @@ struct Placement {
 
 /// The role as observed, from [`grants::OBSERVE_QUERY`].
 struct Observed {
-    role_exists: bool,
+    /// The role, when it exists.
+    role: Option<ExistingRole>,
     can_login: bool,
     connection_limit: i64,
     valid_until_matches: bool,
@@ -147,7 +152,15 @@ impl Plugin for DatabaseUserPlugin {
         let observed = observe(ctx, &placement, &spec.username, &profile, valid_until)?;
         let existed_before = status.server.as_deref() == Some(key)
             && status.database_name.as_deref() == Some(placement.database.as_str());
-        let drift = existed_before && status_is_current(object) && observed.role_exists;
+        let owner = Owner::of(object)?;
+        let role_claim = claim_role(
+            &spec.username,
+            observed.role.as_ref(),
+            &owner,
+            key,
+            server.adoption,
+        )?;
+        let drift = existed_before && status_is_current(object) && observed.role.is_some();
 
         let mut changes = Changes::default();
         let main = role_plan(
@@ -162,19 +175,25 @@ impl Plugin for DatabaseUserPlugin {
                 password: &password,
                 existed_before,
                 drift,
+                owner: &owner,
+                claim: role_claim,
             },
             &observed,
             &mut changes,
         )?;
         let inside = grants_plan(&placement, &spec, &profile, &observed, drift, &mut changes)?;
 
-        let child = Credentials {
+        let mut child = Credentials {
             endpoint: &server.endpoint,
             dbname: &placement.database,
             username: &spec.username,
             password: &password.password,
         }
         .secret(&secret, namespace);
+        // The password of a role that outlives this resource must too.
+        if spec.reclaim_policy == ReclaimPolicy::Retain {
+            retain_on_delete(&mut child);
+        }
         let access = access_name(spec.access);
         let ready = Condition::ready(
             READY_REASON,
@@ -265,6 +284,14 @@ impl Plugin for DatabaseUserPlugin {
             .map_err(|e| unavailable(format!("server {key} cannot be queried: {}", e.message)))?;
         if !flag(&result, "role_exists") {
             return Ok(FinalizeResponse::done());
+        }
+        if !Mark::created_by(text(&result, "role_mark").as_deref(), &Owner::of(object)?) {
+            let message = format!(
+                "keeping role {user:?} on server {key} (reclaimPolicy Delete): it was not \
+                 created by this DatabaseUser (adopted, another resource's, or made by hand)"
+            );
+            ctx.warn(&message, &[("role", user), ("server", &key)]);
+            return Ok(FinalizeResponse::done().event(Event::warning("Kept", "DropRole", message)));
         }
         let owner = text(&result, "owner");
         if owner.as_deref() == Some(user) {
@@ -367,7 +394,7 @@ fn observe(
         )
         .map_err(|e| query_failed("observing the role and its privileges", &placement.key, &e))?;
     Ok(Observed {
-        role_exists: flag(&result, "role_exists"),
+        role: flag(&result, "role_exists").then(|| ExistingRole::from_row(&result)),
         can_login: flag(&result, "can_login"),
         connection_limit: int(&result, "connection_limit").unwrap_or(-1),
         valid_until_matches: flag(&result, "valid_until_matches"),

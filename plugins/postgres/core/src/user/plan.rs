@@ -5,9 +5,10 @@ use postgres_api::DatabaseUserSpec;
 use wasm_operator_sdk::{Context, PluginError, SqlPlan};
 
 use super::{Observed, Placement};
-use crate::grants::{self, Profile, Target};
+use crate::grants::{self, Profile, Target as GrantTarget};
 use crate::names::{ident, literal};
 use crate::outcome::Changes;
+use crate::ownership::{Claim, How, Owner, Target};
 use crate::password::PasswordDecision;
 use crate::role;
 
@@ -22,6 +23,10 @@ pub(super) struct RoleInputs<'a> {
     pub(super) password: &'a PasswordDecision,
     pub(super) existed_before: bool,
     pub(super) drift: bool,
+    /// The resource the role is marked for.
+    pub(super) owner: &'a Owner,
+    /// What the resource may do with the role.
+    pub(super) claim: Claim,
 }
 
 /// Role statements for the maintenance database: create it, or alter what differs.
@@ -41,14 +46,18 @@ pub(super) fn role_plan(
         password,
         existed_before,
         drift,
+        owner,
+        claim,
     } = *inputs;
     let role = ident(user)?;
     let mut plan = SqlPlan::new(key);
     let limit_option = format!("CONNECTION LIMIT {connection_limit}");
     let valid_option = format!("VALID UNTIL {}", literal(valid_until)?);
-    if !observed.role_exists {
+    if claim == Claim::Create {
         let options = format!(" {limit_option} {valid_option}");
-        plan = plan.statement(role::create_role(user, &password.password, &options)?);
+        plan = plan
+            .statement(role::create_role(user, &password.password, &options)?)
+            .statement(Target::Role(user).mark(owner, How::Created)?);
         if existed_before {
             changes
                 .repaired
@@ -60,6 +69,12 @@ pub(super) fn role_plan(
             ));
         }
     } else {
+        if claim == Claim::Adopt {
+            plan = plan.statement(Target::Role(user).mark(owner, How::Adopted)?);
+            changes
+                .updated
+                .push(format!("existing role {role} adopted"));
+        }
         if let Some(statement) =
             role::existing_role_password(ctx, key, user, password, existed_before, changes)?
         {
@@ -95,7 +110,7 @@ pub(super) fn grants_plan(
     drift: bool,
     changes: &mut Changes,
 ) -> Result<SqlPlan, PluginError> {
-    let target = Target {
+    let target = GrantTarget {
         database: &placement.database,
         user: &spec.username,
         owner: &placement.owner,
@@ -107,7 +122,7 @@ pub(super) fn grants_plan(
     // Grants for a role created by this plan are part of creating it, and
     // reported with it.
     let mut record = |what: String| {
-        if observed.role_exists {
+        if observed.role.is_some() {
             changes.drift_or_update(drift, what);
         }
     };

@@ -23,6 +23,12 @@ struct Observe {
     schemas: Value,
     missing: bool,
     extra: bool,
+    role_mark: Option<String>,
+}
+
+/// The comment that marks a role as created for the fixture DatabaseUser `infra/reader`.
+fn mine() -> Option<String> {
+    Some("wasm-operator: created for DatabaseUser infra/reader (uid uid-1)".into())
 }
 
 impl Observe {
@@ -36,6 +42,7 @@ impl Observe {
             schemas: json!(["public", "reports"]),
             missing: false,
             extra: false,
+            role_mark: mine(),
         }
     }
 
@@ -45,6 +52,7 @@ impl Observe {
             can_login: false,
             valid_until_matches: false,
             missing: true,
+            role_mark: None,
             ..Self::converged()
         }
     }
@@ -69,6 +77,17 @@ impl Observe {
             ("schemas", jsonb(self.schemas.clone())),
             ("missing", SqlValue::Boolean(self.missing)),
             ("extra", SqlValue::Boolean(self.extra)),
+            (
+                "role_mark",
+                match &self.role_mark {
+                    Some(mark) if self.role_exists => SqlValue::Text(mark.clone()),
+                    _ => SqlValue::Null,
+                },
+            ),
+            ("role_superuser", SqlValue::Boolean(false)),
+            ("role_createrole", SqlValue::Boolean(false)),
+            ("role_replication", SqlValue::Boolean(false)),
+            ("role_bypassrls", SqlValue::Boolean(false)),
         ])
     }
 }
@@ -440,6 +459,11 @@ fn hostile_user_name_is_quoted_in_grants() {
     );
     assert_eq!(
         statements(&response.sql)[1],
+        "COMMENT ON ROLE \"a\"\"b;drop table x;--\" IS 'wasm-operator: created for DatabaseUser infra/reader (uid uid-1)'",
+        "the new role is marked as this DatabaseUser's"
+    );
+    assert_eq!(
+        statements(&response.sql)[2],
         "GRANT CONNECT ON DATABASE \"app_db\" TO \"a\"\"b;drop table x;--\""
     );
 }
@@ -458,10 +482,15 @@ fn finalize(host: &TestHost, request: &Request) -> Result<FinalizeResponse, Plug
 }
 
 fn finalize_host(role_exists: bool, owner: Option<&str>) -> TestHost {
+    finalize_marked(role_exists, owner, mine())
+}
+
+fn finalize_marked(role_exists: bool, owner: Option<&str>, mark: Option<String>) -> TestHost {
     TestHost::new().with_query_result(
         queries::USER_FINALIZE,
         Ok(row(&[
             ("role_exists", SqlValue::Boolean(role_exists)),
+            ("role_mark", mark.map_or(SqlValue::Null, SqlValue::Text)),
             ("owner", owner.map_or(SqlValue::Null, SqlValue::from)),
         ])),
     )
@@ -481,6 +510,49 @@ fn finalize_reassigns_and_drops_owned_objects_then_drops_the_role() {
             "DROP OWNED BY \"reader\"",
             "DROP ROLE IF EXISTS \"reader\"",
         ]
+    );
+}
+
+#[test]
+fn finalize_keeps_a_role_this_user_did_not_create() {
+    for mark in [
+        None,
+        Some("wasm-operator: adopted by DatabaseUser infra/reader (uid uid-1)".to_owned()),
+        Some("wasm-operator: created for DatabaseUser infra/other (uid uid-2)".to_owned()),
+    ] {
+        let host = finalize_marked(true, Some("foo"), mark.clone());
+        let response = finalize(&host, &converged_request(spec(json!({})))).unwrap();
+        assert!(response.done);
+        assert!(response.sql.is_empty(), "{mark:?}");
+        assert_eq!(response.events[0].reason, "Kept");
+    }
+}
+
+#[test]
+fn an_existing_role_is_refused_unless_the_server_allows_adoption() {
+    let unmarked = Observe {
+        role_mark: None,
+        ..Observe::converged()
+    };
+    let host = observing(host(), &unmarked);
+    let error = reconcile(&host, &converged_request(spec(json!({})))).unwrap_err();
+    assert_eq!(error.reason, "AlreadyExists");
+    assert!(
+        error
+            .message
+            .contains("role \"reader\" already exists on server infra/main")
+    );
+
+    let mut server = crate::fixtures::postgres_server();
+    server["spec"]["adoptExisting"] = json!(true);
+    let adopting = TestHost::new()
+        .with_object(server)
+        .with_query_result(queries::ROLE_VERIFIER, Ok(verifier_result(PASSWORD)));
+    let host = observing(adopting, &unmarked);
+    let response = reconcile(&host, &converged_request(spec(json!({})))).unwrap();
+    assert_eq!(
+        statements(&response.sql)[0],
+        "COMMENT ON ROLE \"reader\" IS 'wasm-operator: adopted by DatabaseUser infra/reader (uid uid-1)'"
     );
 }
 
