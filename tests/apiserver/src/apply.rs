@@ -218,6 +218,7 @@ mod tests {
                           "items": {"type": "object", "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}}}}}}),
             ),
             custom: true,
+            printer_columns: Vec::new(),
         }
     }
 

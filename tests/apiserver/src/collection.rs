@@ -8,6 +8,7 @@ use http::StatusCode;
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::events;
 use crate::http::{Reply, Req, delete_options};
 use crate::meta;
 use crate::render::{self, Format};
@@ -42,7 +43,9 @@ fn matching(
     let mut page = state
         .list(&target.gr(), scope(target))
         .filter(|o| after.is_none_or(|a| meta::key(o) > *a))
-        .filter(|o| fields.matches(o) && labels.matches(&meta::labels(o)));
+        .filter(|o| {
+            fields.matches(&events::to_view(&target.rt, o)) && labels.matches(&meta::labels(o))
+        });
     let objects: Vec<Value> = page
         .by_ref()
         .take(limit.unwrap_or(usize::MAX))

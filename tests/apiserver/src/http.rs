@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use serde_json::Value;
 
+use crate::admission;
 use crate::collection::{delete_collection, list, watch};
 use crate::discovery;
 use crate::error::ApiError;
@@ -47,23 +48,52 @@ pub async fn handle(
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     tracing::debug!(method = %parts.method, uri = %parts.uri, "request");
-    let reply = match api.faults.injected_error(&parts.method, &path) {
-        Some(error) => Err(error),
-        None => match body.collect().await {
-            Ok(collected) => {
-                let request = Req {
-                    parts: &parts,
-                    body: collected.to_bytes(),
-                    query: Query::parse(parts.uri.query().unwrap_or("")),
-                };
-                route(&api, &request).await
-            }
-            Err(e) => Err(ApiError::bad_request(format!(
-                "failed to read the request body: {e}"
-            ))),
-        },
+    let identity = crate::rbac::authenticate(&parts.headers, &api.tokens, api.enforce_rbac);
+    let user_info = identity
+        .as_ref()
+        .map(|i| i.user_info.clone())
+        .unwrap_or(Value::Null);
+    let work = async {
+        let identity = identity?;
+        let query = Query::parse(parts.uri.query().unwrap_or(""));
+        if api.enforce_rbac {
+            crate::rbac::authorize(&api.store.lock(), &identity, &parts.method, &path, &query)?;
+        }
+        match api.faults.injected_error(&parts.method, &path) {
+            Some(error) => Err(error),
+            None => match body.collect().await {
+                Ok(collected) => {
+                    let request = Req {
+                        parts: &parts,
+                        body: collected.to_bytes(),
+                        query,
+                    };
+                    route(&api, &request).await
+                }
+                Err(e) => Err(ApiError::bad_request(format!(
+                    "failed to read the request body: {e}"
+                ))),
+            },
+        }
     };
-    Ok(match reply {
+    let (reply, warnings) = admission::with_context(user_info, work).await;
+    let mut response = respond(reply);
+    for text in warnings {
+        // kubectl and client-go print `299 - "<text>"` headers; a text that cannot be a
+        // header value (control characters) is left out rather than failing the request.
+        let value = format!(
+            "299 - \"{}\"",
+            text.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+        if let Ok(value) = header::HeaderValue::from_bytes(value.as_bytes()) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    Ok(response)
+}
+
+fn respond(reply: Result<Reply, ApiError>) -> Response<Body> {
+    match reply {
         Ok(Reply::Json(status, value)) => json_response(status, &value),
         Ok(Reply::Typed(content_type, value)) => {
             let mut response = json_response(StatusCode::OK, &value);
@@ -94,7 +124,7 @@ pub async fn handle(
                 &error.to_status(),
             )
         }
-    })
+    }
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
@@ -129,9 +159,9 @@ impl Req<'_> {
             .unwrap_or("")
     }
 
-    /// Response shape from `Accept`.
+    /// Response shape from `Accept` (and `includeObject` for Tables).
     pub fn format(&self) -> Format {
-        Format::from_accept(self.header(header::ACCEPT))
+        Format::negotiate(self.header(header::ACCEPT), self.query.get("includeObject"))
     }
 
     /// The body as JSON (or YAML); 415 for protobuf.
@@ -170,6 +200,7 @@ impl Req<'_> {
         WriteOptions {
             dry_run: self.query.get("dryRun") == Some("All"),
             manager,
+            field_manager: self.query.get("fieldManager").map(str::to_string),
             force: self.query.get("force") == Some("true"),
         }
     }
@@ -346,7 +377,20 @@ pub fn delete_options(request: &Req<'_>) -> Result<DeleteOptions, ApiError> {
             .get("dryRun")
             .and_then(Value::as_array)
             .is_some_and(|d| d.iter().any(|v| v == "All"));
+    let mut options = match &body {
+        Value::Object(fields) => Value::Object(fields.clone()),
+        _ => serde_json::json!({}),
+    };
+    options["apiVersion"] = serde_json::json!("meta.k8s.io/v1");
+    options["kind"] = serde_json::json!("DeleteOptions");
+    if dry_run {
+        options["dryRun"] = serde_json::json!(["All"]);
+    }
+    if let Some(policy) = policy {
+        options["propagationPolicy"] = serde_json::json!(policy);
+    }
     Ok(DeleteOptions {
+        options,
         dry_run,
         propagation: if orphan {
             Propagation::Orphan

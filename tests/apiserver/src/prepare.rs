@@ -149,6 +149,7 @@ pub fn validate(target: &Target, object: &Value) -> Result<(), ApiError> {
     if let Some(schema) = &target.rt.schema {
         causes.extend(schema::validate(object, schema));
     }
+    causes.extend(crate::admission::refuse_match_conditions(target, object));
     if causes.is_empty() {
         Ok(())
     } else {

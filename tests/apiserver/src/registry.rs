@@ -28,6 +28,8 @@ pub struct ResourceType {
     pub schema: Option<Value>,
     /// Whether this type comes from a CRD (strategic merge then means merge patch).
     pub custom: bool,
+    /// The CRD version's `additionalPrinterColumns` (server-side `kubectl get` columns).
+    pub printer_columns: Vec<Value>,
 }
 
 impl ResourceType {
@@ -40,10 +42,16 @@ impl ResourceType {
         }
     }
 
-    /// Key of the storage collection shared by all versions.
+    /// Key of the storage collection shared by all versions. events.k8s.io Events share
+    /// the core Events storage, as on a real server (see `events.rs`).
     pub fn group_resource(&self) -> GroupResource {
+        let group = if crate::events::is_events_view(self) {
+            String::new()
+        } else {
+            self.group.clone()
+        };
         GroupResource {
-            group: self.group.clone(),
+            group,
             resource: self.plural.clone(),
         }
     }
@@ -219,6 +227,7 @@ impl Registry {
                 status: *status,
                 schema: None,
                 custom: false,
+                printer_columns: Vec::new(),
             });
         }
         registry
@@ -318,6 +327,11 @@ impl Registry {
                 status: version.pointer("/subresources/status").is_some(),
                 schema: version.pointer("/schema/openAPIV3Schema").cloned(),
                 custom: true,
+                printer_columns: version
+                    .get("additionalPrinterColumns")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
             });
         }
         Some(GroupResource {

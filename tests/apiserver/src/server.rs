@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -12,7 +12,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::Error;
+use crate::admission::Services;
 use crate::faults::{FaultState, Faults};
+use crate::rbac::{ADMIN_TOKEN, Tokens};
 use crate::store::Store;
 use crate::tls::Certificates;
 use crate::writes::{self, Target, WriteOptions};
@@ -25,6 +27,12 @@ pub struct Api {
     pub faults: FaultState,
     /// `host:port` clients reach the server at.
     pub address: String,
+    /// Where webhooks' `clientConfig.service` entries listen (there is no cluster DNS).
+    pub services: Services,
+    /// Whether non-admin callers are authorized against the stored RBAC objects.
+    pub enforce_rbac: bool,
+    /// Bearer tokens minted for ServiceAccounts.
+    pub tokens: Tokens,
 }
 
 /// Settings for [`TestApiServer::builder`].
@@ -34,6 +42,8 @@ pub struct Builder {
     addr: SocketAddr,
     history_limit: usize,
     crds: Vec<Value>,
+    services: Vec<((String, String, u16), SocketAddr)>,
+    enforce_rbac: bool,
 }
 
 impl Default for Builder {
@@ -42,6 +52,8 @@ impl Default for Builder {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             history_limit: 10_000,
             crds: Vec::new(),
+            services: Vec::new(),
+            enforce_rbac: false,
         }
     }
 }
@@ -66,6 +78,31 @@ impl Builder {
         self
     }
 
+    /// Resolves the Service `name` in `namespace`, port `port`, to `address` when a webhook's
+    /// `clientConfig.service` names it (see [`TestApiServer::set_service_address`]).
+    pub fn service_address(
+        mut self,
+        namespace: &str,
+        name: &str,
+        port: u16,
+        address: SocketAddr,
+    ) -> Self {
+        self.services
+            .push(((namespace.into(), name.into(), port), address));
+        self
+    }
+
+    /// Enforce RBAC (default off): requests with a token from
+    /// [`TestApiServer::service_account_token`] (or the kubeconfig/client minted for a
+    /// ServiceAccount) are authorized against the stored Roles, ClusterRoles, RoleBindings
+    /// and ClusterRoleBindings as the real RBAC authorizer does, and denied with the real
+    /// `403 Forbidden` message. The admin client stays unrestricted; tokens the server did
+    /// not mint get `401 Unauthorized`.
+    pub fn enforce_rbac(mut self, enforce: bool) -> Self {
+        self.enforce_rbac = enforce;
+        self
+    }
+
     /// Generates certificates, binds, preloads and starts serving.
     ///
     /// # Errors
@@ -83,6 +120,9 @@ impl Builder {
             store: Store::new(self.history_limit),
             faults: FaultState::default(),
             address: local.to_string(),
+            services: Mutex::new(self.services.into_iter().collect()),
+            enforce_rbac: self.enforce_rbac,
+            tokens: Tokens::default(),
         });
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             preload(
@@ -107,7 +147,7 @@ impl Builder {
         let (shutdown, stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(serve(listener, tls, api.clone(), stopped));
         let url = format!("https://{local}");
-        let kubeconfig_yaml = kubeconfig_yaml(&url, &certs.ca_pem);
+        let kubeconfig_yaml = kubeconfig_yaml(&url, &certs.ca_pem, "test-user", ADMIN_TOKEN);
         let kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig_yaml)?;
         let config = kube::Config::from_custom_kubeconfig(
             kubeconfig.clone(),
@@ -186,13 +226,13 @@ async fn serve(
     }
 }
 
-fn kubeconfig_yaml(url: &str, ca_pem: &str) -> String {
+fn kubeconfig_yaml(url: &str, ca_pem: &str, user: &str, token: &str) -> String {
     use base64::Engine;
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: test-apiserver\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\n\
-         users:\n- name: test-user\n  user:\n    token: test-token\n\
-         contexts:\n- name: test-apiserver\n  context:\n    cluster: test-apiserver\n    user: test-user\n    namespace: default\n\
+         users:\n- name: {user}\n  user:\n    token: {token}\n\
+         contexts:\n- name: test-apiserver\n  context:\n    cluster: test-apiserver\n    user: {user}\n    namespace: default\n\
          current-context: test-apiserver\npreferences: {{}}\n"
     )
 }
@@ -254,9 +294,78 @@ impl TestApiServer {
         })
     }
 
+    /// A bearer token that authenticates as `system:serviceaccount:<namespace>:<name>`
+    /// (groups `system:serviceaccounts`, `system:serviceaccounts:<namespace>`,
+    /// `system:authenticated`). The ServiceAccount object need not exist. Its requests are
+    /// authorized by RBAC when the server was built with [`Builder::enforce_rbac`].
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
+        self.api.tokens.mint(namespace, name)
+    }
+
+    /// A kubeconfig (YAML) like [`Self::kubeconfig`] but authenticating as the
+    /// ServiceAccount (see [`Self::service_account_token`]), with `namespace` as its default
+    /// namespace: for running the operator binary as its ServiceAccount.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> String {
+        let token = self.service_account_token(namespace, name);
+        kubeconfig_yaml(&self.url, &self.ca_pem, name, &token).replace(
+            "    namespace: default\n",
+            &format!("    namespace: {namespace}\n"),
+        )
+    }
+
+    /// Writes [`Self::service_account_kubeconfig`] to `path`.
+    ///
+    /// # Errors
+    /// [`Error::WriteKubeconfig`] on I/O failure.
+    pub fn write_service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+        path: &Path,
+    ) -> Result<(), Error> {
+        std::fs::write(path, self.service_account_kubeconfig(namespace, name)).map_err(|source| {
+            Error::WriteKubeconfig {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
+    }
+
+    /// A `kube::Client` authenticating as the ServiceAccount.
+    ///
+    /// # Errors
+    /// The generated kubeconfig or client could not be built.
+    pub async fn service_account_client(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<kube::Client, Error> {
+        let kubeconfig =
+            kube::config::Kubeconfig::from_yaml(&self.service_account_kubeconfig(namespace, name))?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
     /// The fault-injection handle.
     pub fn faults(&self) -> Faults {
         Faults::new(self.api.clone())
+    }
+
+    /// Resolves the Service `name` in `namespace`, port `port` (443 when a webhook's
+    /// `clientConfig.service.port` is unset), to `address` for webhook calls. The call
+    /// verifies the webhook's certificate for `<name>.<namespace>.svc` against `caBundle`,
+    /// as the real API server does through cluster DNS. An unmapped Service is a call
+    /// failure ("no such host").
+    pub fn set_service_address(&self, namespace: &str, name: &str, port: u16, address: SocketAddr) {
+        self.api
+            .services
+            .lock()
+            .expect("services lock")
+            .insert((namespace.into(), name.into(), port), address);
     }
 }
 

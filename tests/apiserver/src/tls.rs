@@ -1,4 +1,5 @@
-//! HTTPS material: a fresh CA and a server certificate for `127.0.0.1`/`localhost`, signed
+//! HTTPS material: a fresh CA and a server certificate (for `127.0.0.1`/`localhost` unless
+//! other names are given), signed
 //! with rcgen, served through rustls with the `ring` provider.
 
 use std::sync::Arc;
@@ -27,6 +28,15 @@ impl Certificates {
     /// # Errors
     /// [`Error::Certificate`] if rcgen fails.
     pub fn generate() -> Result<Self, Error> {
+        Self::generate_for(&["localhost", "127.0.0.1"])
+    }
+
+    /// Generates a CA and a server certificate whose SANs are `names` (DNS names or IP
+    /// addresses), e.g. `<service>.<namespace>.svc` for a webhook behind a Service.
+    ///
+    /// # Errors
+    /// [`Error::Certificate`] if rcgen fails.
+    pub fn generate_for(names: &[&str]) -> Result<Self, Error> {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
@@ -39,7 +49,7 @@ impl Certificates {
         ];
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
         let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+            CertificateParams::new(names.iter().map(|n| (*n).to_string()).collect::<Vec<_>>())?;
         params
             .distinguished_name
             .push(DnType::CommonName, "test-apiserver");

@@ -145,7 +145,9 @@ fn render_event(request: &WatchRequest, event: &Event) -> Option<Bytes> {
     {
         return None;
     }
-    let fields_ok = request.fields.matches(object);
+    let fields_ok = request
+        .fields
+        .matches(&crate::events::to_view(&request.rt, object));
     let now = fields_ok && request.labels.matches(&meta::labels(object));
     let before = fields_ok
         && event

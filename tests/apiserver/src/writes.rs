@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::admission::{self, Review};
 use crate::apply::{self, Applier};
 use crate::error::{ApiError, success_status};
+use crate::events;
 use crate::gc::{self, Deleted, Propagation};
 use crate::meta;
 use crate::patch::{self, PatchKind};
@@ -50,6 +51,8 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `fieldManager`, or one derived from the User-Agent.
     pub manager: String,
+    /// `fieldManager` as the client gave it (what admission's options carry).
+    pub field_manager: Option<String>,
     /// `force=true` for apply.
     pub force: bool,
 }
@@ -65,6 +68,9 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     /// `preconditions.resourceVersion`.
     pub resource_version: Option<String>,
+    /// The `meta.k8s.io/v1` DeleteOptions as the client sent them (body and query), for
+    /// admission.
+    pub options: Value,
 }
 
 /// Creates an object (POST).
@@ -74,14 +80,20 @@ pub struct DeleteOptions {
 pub async fn create(
     api: &Api,
     target: &Target,
-    mut body: Value,
+    body: Value,
     opts: &WriteOptions,
 ) -> Result<Value, ApiError> {
     if target.status {
         return Err(ApiError::method_not_allowed("POST"));
     }
     let mut target = target.clone();
+    let mut body = events::from_view(&target.rt, body);
     let m = meta::metadata_mut(&mut body);
+    let requested = m
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let mut name = m
         .get("name")
         .and_then(Value::as_str)
@@ -108,7 +120,12 @@ pub async fn create(
     let mut new = body;
     prepare(&target, None, &mut new);
     apply::record_update(None, &mut new, &target.rt, &opts.manager, false);
-    admit(api, &target, "CREATE", None, &mut new, opts.dry_run).await?;
+    // Admission sees the name of the request: empty when the server generates it.
+    let admitted = Target {
+        name: requested,
+        ..target.clone()
+    };
+    admit(api, &admitted, "CREATE", None, &mut new, opts).await?;
     if opts.dry_run {
         return Ok(new);
     }
@@ -169,7 +186,7 @@ pub async fn update(
                     &target.name,
                 ));
             }
-            let mut new = apply::apply(
+            let new = apply::apply(
                 None,
                 applied,
                 &target.rt,
@@ -179,10 +196,11 @@ pub async fn update(
                     status: false,
                 },
             )?;
+            let mut new = events::from_view(&target.rt, new);
             meta::metadata_mut(&mut new).insert("name".into(), json!(target.name));
             place_namespace(target, &mut new)?;
             prepare(target, None, &mut new);
-            admit(api, target, "CREATE", None, &mut new, opts.dry_run).await?;
+            admit(api, target, "CREATE", None, &mut new, opts).await?;
             if opts.dry_run {
                 return Ok((new, true));
             }
@@ -193,7 +211,9 @@ pub async fn update(
                 Err(Stale::Api(e)) => return Err(e),
             }
         };
-        let mut new = match change {
+        // The change is written against the object as this resource's view shows it.
+        let view = events::to_view(&target.rt, &old);
+        let new = match change {
             Change::Replace(body) => {
                 let given = body
                     .pointer("/metadata/resourceVersion")
@@ -205,7 +225,7 @@ pub async fn update(
                 body.clone()
             }
             Change::Patch(kind, body) => {
-                let mut v = old.clone();
+                let mut v = view.clone().into_owned();
                 match kind {
                     PatchKind::Json => patch::json(&mut v, body)?,
                     PatchKind::Strategic if !target.rt.custom => patch::strategic(&mut v, body),
@@ -214,7 +234,7 @@ pub async fn update(
                 v
             }
             Change::Apply(applied) => apply::apply(
-                Some(&old),
+                Some(&view),
                 applied,
                 &target.rt,
                 &Applier {
@@ -224,6 +244,7 @@ pub async fn update(
                 },
             )?,
         };
+        let mut new = events::from_view(&target.rt, new);
         let name_given = new
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -245,7 +266,7 @@ pub async fn update(
                 target.status,
             );
         }
-        admit(api, target, "UPDATE", Some(&old), &mut new, opts.dry_run).await?;
+        admit(api, target, "UPDATE", Some(&old), &mut new, opts).await?;
         if opts.dry_run {
             return Ok((new, false));
         }
@@ -324,7 +345,10 @@ pub async fn delete(api: &Api, target: &Target, opts: &DeleteOptions) -> Result<
         object: None,
         old_object: Some(&current),
         dry_run: opts.dry_run,
+        options: &opts.options,
     };
+    // Mutating webhooks see DELETE too; one that patches fails the request.
+    admission::mutate(api, &review).await?;
     admission::validate(api, &review).await?;
     if opts.dry_run {
         return Ok(current);
@@ -353,8 +377,10 @@ async fn admit(
     operation: &'static str,
     old: Option<&Value>,
     new: &mut Value,
-    dry_run: bool,
+    opts: &WriteOptions,
 ) -> Result<(), ApiError> {
+    let options = admission_options(operation, opts);
+    let dry_run = opts.dry_run;
     let mutated = {
         let review = Review {
             target,
@@ -362,6 +388,7 @@ async fn admit(
             object: Some(new),
             old_object: old,
             dry_run,
+            options: &options,
         };
         admission::mutate(api, &review).await?
     };
@@ -379,8 +406,27 @@ async fn admit(
         object: Some(new),
         old_object: old,
         dry_run,
+        options: &options,
     };
     admission::validate(api, &review).await
+}
+
+/// CreateOptions or UpdateOptions as admission receives them (a PATCH admits with
+/// UpdateOptions, or CreateOptions when an apply creates).
+fn admission_options(operation: &str, opts: &WriteOptions) -> Value {
+    let kind = if operation == "CREATE" {
+        "CreateOptions"
+    } else {
+        "UpdateOptions"
+    };
+    let mut options = json!({ "apiVersion": "meta.k8s.io/v1", "kind": kind });
+    if opts.dry_run {
+        options["dryRun"] = json!(["All"]);
+    }
+    if let Some(manager) = &opts.field_manager {
+        options["fieldManager"] = json!(manager);
+    }
+    options
 }
 
 /// Why a commit did not happen.

@@ -1,0 +1,396 @@
+//! kubectl against the server as against a real cluster: server-side printing (`Table`)
+//! for `kubectl get`, and the requests kubectl sends, checked with /usr/bin/kubectl itself.
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, ObjectReference, Pod, Secret};
+use kube::api::ListParams;
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use kube::runtime::events::{Event, EventType, Recorder};
+use serde_json::{Value, json};
+use test_apiserver::TestApiServer;
+
+const KUBECTL_TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The project's CRDs, as `--crd crds/*.yaml` loads them.
+fn project_crds() -> Vec<Value> {
+    let mut crds = Vec::new();
+    for entry in std::fs::read_dir(repo().join("crds")).expect("crds/") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("readable CRD");
+        let value: Value = serde_saphyr::from_str(&text).expect("YAML");
+        if value["kind"] == "CustomResourceDefinition" {
+            crds.push(value);
+        }
+    }
+    crds
+}
+
+struct Kubectl {
+    server: TestApiServer,
+    kubeconfig: PathBuf,
+    _dir: TempDir,
+}
+
+/// A directory removed on drop (no tempfile crate in the workspace).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Kubectl {
+    async fn start() -> Self {
+        let mut builder = TestApiServer::builder();
+        for crd in project_crds() {
+            builder = builder.crd(crd);
+        }
+        let server = builder.start().await.expect("server starts");
+        let dir = std::env::temp_dir().join(format!(
+            "test-apiserver-kubectl-{}-{}",
+            std::process::id(),
+            server.url().rsplit(':').next().unwrap_or("0")
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let kubeconfig = dir.join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+        Self {
+            server,
+            kubeconfig,
+            _dir: TempDir(dir),
+        }
+    }
+
+    /// Runs kubectl off the runtime thread, so the server keeps answering; panics unless
+    /// it succeeds, returning its stdout.
+    async fn run(&self, args: &[&str]) -> String {
+        let kubeconfig = self.kubeconfig.clone();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(&args)
+                .current_dir(repo())
+                .output()
+                .expect("kubectl runs")
+        })
+        .await
+        .expect("joined");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "kubectl failed: {}\n{stdout}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+}
+
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+async fn seed_database(k: &Kubectl) {
+    k.run(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        "plugins/postgres/examples/database.yaml",
+    ])
+    .await;
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("systems.mikemiller.tech", "v1alpha1", "Database"),
+        "databases",
+    );
+    let status = json!({ "status": {
+        "databaseName": "foo_db", "server": "db/main",
+        "conditions": [
+            { "type": "Synced", "status": "False", "reason": "Pending", "lastTransitionTime": "2025-01-01T00:00:00Z", "message": "" },
+            { "type": "Ready", "status": "True", "reason": "Reconciled", "lastTransitionTime": "2025-01-01T00:00:00Z", "message": "" },
+        ],
+    } });
+    Api::<DynamicObject>::namespaced_with(k.server.client(), "infra", &ar)
+        .patch_status("foo-db", &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .expect("status written");
+}
+
+#[tokio::test]
+async fn kubectl_get_shows_the_crd_printer_columns() {
+    let k = Kubectl::start().await;
+    seed_database(&k).await;
+    let out = k.run(&["get", "databases", "-n", "infra"]).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        words(lines[0]),
+        ["NAME", "DATABASE", "OWNER", "SERVER", "READY", "AGE"],
+        "{out}"
+    );
+    assert_eq!(
+        &words(lines[1])[..5],
+        ["foo-db", "foo_db", "foo", "db/main", "True"],
+        "{out}"
+    );
+    // Priority-1 columns only with -o wide.
+    let wide = k
+        .run(&["get", "databases", "-n", "infra", "-o", "wide"])
+        .await;
+    assert_eq!(
+        words(wide.lines().next().unwrap_or(""))[5],
+        "REASON",
+        "{wide}"
+    );
+    assert!(wide.contains("Reconciled"), "{wide}");
+    // Every project kind, across namespaces, as the demo shows them.
+    let all = k
+        .run(&[
+            "get",
+            "databases,databaseusers,postgresservers,reconcilerplugins",
+            "-A",
+        ])
+        .await;
+    assert!(
+        all.contains("database.systems.mikemiller.tech/foo-db"),
+        "{all}"
+    );
+}
+
+#[tokio::test]
+async fn kubectl_get_shows_the_default_columns_of_built_in_kinds() {
+    let k = Kubectl::start().await;
+    let client = k.server.client();
+    let pp = PostParams::default();
+    let cm: ConfigMap = serde_json::from_value(
+        json!({ "metadata": { "name": "cm" }, "data": { "a": "1", "b": "2" } }),
+    )
+    .expect("cm");
+    Api::<ConfigMap>::default_namespaced(client.clone())
+        .create(&pp, &cm)
+        .await
+        .expect("cm");
+    let secret: Secret = serde_json::from_value(
+        json!({ "metadata": { "name": "s" }, "type": "Opaque", "stringData": { "p": "x" } }),
+    )
+    .expect("secret");
+    Api::<Secret>::default_namespaced(client.clone())
+        .create(&pp, &secret)
+        .await
+        .expect("secret");
+    let pod: Pod = serde_json::from_value(json!({ "metadata": { "name": "p" }, "spec": { "containers": [{ "name": "c", "image": "i" }] } })).expect("pod");
+    let pods = Api::<Pod>::default_namespaced(client);
+    pods.create(&pp, &pod).await.expect("pod");
+    let status = json!({ "status": { "phase": "Running", "containerStatuses": [{ "name": "c", "ready": true, "restartCount": 3, "image": "i", "imageID": "", "started": true }] } });
+    pods.patch_status("p", &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .expect("pod status");
+
+    let out = k.run(&["get", "configmaps"]).await;
+    assert_eq!(
+        words(out.lines().next().unwrap_or("")),
+        ["NAME", "DATA", "AGE"],
+        "{out}"
+    );
+    assert!(out.lines().any(|l| words(l)[..2] == ["cm", "2"]), "{out}");
+    let out = k.run(&["get", "secrets"]).await;
+    assert_eq!(
+        words(out.lines().next().unwrap_or("")),
+        ["NAME", "TYPE", "DATA", "AGE"],
+        "{out}"
+    );
+    assert_eq!(
+        &words(out.lines().nth(1).unwrap_or(""))[..3],
+        ["s", "Opaque", "1"],
+        "{out}"
+    );
+    let out = k.run(&["get", "pods"]).await;
+    assert_eq!(
+        words(out.lines().next().unwrap_or("")),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{out}"
+    );
+    assert_eq!(
+        &words(out.lines().nth(1).unwrap_or(""))[..4],
+        ["p", "1/1", "Running", "3"],
+        "{out}"
+    );
+    let out = k.run(&["get", "namespaces"]).await;
+    assert_eq!(
+        words(out.lines().next().unwrap_or("")),
+        ["NAME", "AGE"],
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn table_rows_carry_partial_object_metadata_unless_told_otherwise() {
+    let k = Kubectl::start().await;
+    seed_database(&k).await;
+    let client = k.server.client();
+    let get = |query: &str| {
+        http::Request::get(format!(
+            "/apis/systems.mikemiller.tech/v1alpha1/namespaces/infra/databases{query}"
+        ))
+        .header("Accept", KUBECTL_TABLE)
+        .body(Vec::new())
+        .expect("request")
+    };
+    let table: Value = client.request(get("")).await.expect("table");
+    assert_eq!(
+        (table["kind"].as_str(), table["apiVersion"].as_str()),
+        (Some("Table"), Some("meta.k8s.io/v1"))
+    );
+    let names: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Name", "Database", "Owner", "Server", "Ready", "Reason", "Age"
+        ]
+    );
+    assert_eq!(table["columnDefinitions"][0]["format"], "name");
+    assert_eq!(table["columnDefinitions"][5]["priority"], 1);
+    assert_eq!(table["columnDefinitions"][6]["type"], "date");
+    let row = &table["rows"][0];
+    assert_eq!(
+        row["cells"].as_array().expect("cells")[..6],
+        [
+            json!("foo-db"),
+            json!("foo_db"),
+            json!("foo"),
+            json!("db/main"),
+            json!("True"),
+            json!("Reconciled")
+        ]
+    );
+    assert_eq!(row["object"]["kind"], "PartialObjectMetadata");
+    assert_eq!(row["object"]["metadata"]["name"], "foo-db");
+    assert!(table["metadata"]["resourceVersion"].is_string());
+
+    let table: Value = client
+        .request(get("?includeObject=Object"))
+        .await
+        .expect("table");
+    assert_eq!(
+        table["rows"][0]["object"]["spec"]["credentials"]["username"],
+        "foo"
+    );
+    let table: Value = client
+        .request(get("?includeObject=None"))
+        .await
+        .expect("table");
+    assert!(table["rows"][0].get("object").is_none());
+    let one: Value = client
+        .request(
+            http::Request::get(
+                "/apis/systems.mikemiller.tech/v1alpha1/namespaces/infra/databases/foo-db",
+            )
+            .header("Accept", KUBECTL_TABLE)
+            .body(Vec::new())
+            .expect("request"),
+        )
+        .await
+        .expect("table of one");
+    assert_eq!(one["rows"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn kubectl_describe_lists_events_written_as_events_k8s_io() {
+    let k = Kubectl::start().await;
+    seed_database(&k).await;
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("systems.mikemiller.tech", "v1alpha1", "Database"),
+        "databases",
+    );
+    let db = Api::<DynamicObject>::namespaced_with(k.server.client(), "infra", &ar)
+        .get("foo-db")
+        .await
+        .expect("database");
+    let reference = ObjectReference {
+        api_version: Some("systems.mikemiller.tech/v1alpha1".into()),
+        kind: Some("Database".into()),
+        name: Some("foo-db".into()),
+        namespace: Some("infra".into()),
+        uid: db.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let recorder = Recorder::new(k.server.client(), "wasm-operator".into());
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Provisioned".into(),
+        note: Some("database foo_db is ready".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &reference).await.expect("publish");
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("series patch");
+
+    // The core/v1 view of the same object, found with the selector kubectl describe sends.
+    let selector = format!(
+        "involvedObject.name=foo-db,involvedObject.namespace=infra,involvedObject.kind=Database,involvedObject.uid={}",
+        db.metadata.uid.as_deref().unwrap_or("")
+    );
+    let core = Api::<CoreEvent>::namespaced(k.server.client(), "infra")
+        .list(&ListParams::default().fields(&selector).limit(500))
+        .await
+        .expect("core events");
+    assert_eq!(core.items.len(), 1);
+    let e = &core.items[0];
+    assert_eq!(e.message.as_deref(), Some("database foo_db is ready"));
+    assert_eq!(e.reporting_component.as_deref(), Some("wasm-operator"));
+    assert_eq!(e.involved_object.uid, db.metadata.uid);
+    assert_eq!(e.series.as_ref().and_then(|s| s.count), Some(2));
+    // … and the events.k8s.io view selects by its own field names.
+    let view = Api::<k8s_openapi::api::events::v1::Event>::namespaced(k.server.client(), "infra")
+        .list(
+            &ListParams::default()
+                .fields("regarding.name=foo-db,reportingController=wasm-operator"),
+        )
+        .await
+        .expect("events.k8s.io events");
+    assert_eq!(view.items.len(), 1);
+    assert_eq!(view.items[0].metadata.uid, e.metadata.uid);
+
+    let out = k
+        .run(&["describe", "database", "foo-db", "-n", "infra"])
+        .await;
+    let events = out.split("Events:").nth(1).unwrap_or("");
+    let row = events
+        .lines()
+        .find(|l| l.contains("Provisioned"))
+        .unwrap_or_else(|| panic!("no event row in\n{out}"));
+    assert_eq!(&words(row)[..1], ["Normal"], "{out}");
+    assert!(
+        row.contains("wasm-operator") && row.contains("database foo_db is ready"),
+        "{out}"
+    );
+    for resource in ["events", "events.events.k8s.io"] {
+        let out = k.run(&["get", resource, "-n", "infra"]).await;
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            words(lines[0]),
+            ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+            "{out}"
+        );
+        assert_eq!(
+            &words(lines[1])[1..4],
+            ["Normal", "Provisioned", "database/foo-db"],
+            "{out}"
+        );
+    }
+}
