@@ -38,7 +38,7 @@ package_name() {
 }
 
 packages=("$(package_name plugins/example)" "$(package_name host/tests/plugins/swap-v2)")
-for dir in plugins/postgres/server plugins/postgres/database plugins/postgres/user; do
+for dir in plugins/postgres/server plugins/postgres/database plugins/postgres/user plugins/postgres/inject; do
     packages+=("$(package_name "$dir")")
 done
 for dir in host/tests/plugins/hostile/*/; do

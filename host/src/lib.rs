@@ -13,10 +13,13 @@
 //! - [`postgres`]: the `PostgresServer` directory and the SQL executor;
 //! - [`reconcile`]: one controller per binding, each reconcile a pipeline
 //!   (gather, decide, check, execute, report);
+//! - [`admission`]: the HTTPS server answering admission reviews with the
+//!   plugins' `validate` and `mutate`;
 //! - [`events`], [`metrics`], [`http`], [`leader`]: what the operator
 //!   reports and how replicas share the work;
 //! - [`operator`]: `wasm-operator run`; [`publish`]: `plugin push`.
 
+pub mod admission;
 pub mod binding;
 pub mod crd;
 pub mod events;
@@ -27,6 +30,7 @@ pub mod metrics;
 pub mod operator;
 pub mod postgres;
 pub mod publish;
+pub mod rbac;
 pub mod reconcile;
 pub mod runtime;
 pub mod vocabulary;

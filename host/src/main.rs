@@ -38,6 +38,26 @@ enum Command {
     /// to a cluster.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Prints the least-privilege RBAC (ClusterRole and bindings) the
+    /// operator needs: for its own work without BINDINGS, else for the
+    /// ReconcilerPlugins in the BINDINGS files, derived from their grants
+    /// and their plugins' `describe` (the files under `deploy/`).
+    Rbac(RbacArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RbacArgs {
+    /// YAML files with ReconcilerPlugin documents (other documents are skipped).
+    bindings: Vec<PathBuf>,
+    /// Name of the ClusterRole, its binding (and, without BINDINGS, the Role).
+    #[arg(long, default_value = "wasm-operator")]
+    name: String,
+    /// Where the components of ConfigMap sources are, as `<ConfigMap name>.wasm`.
+    #[arg(long, default_value = "target/plugins")]
+    plugins_dir: PathBuf,
+    /// The operator's ServiceAccount, `namespace/name`.
+    #[arg(long, default_value = "wasm-operator/wasm-operator")]
+    service_account: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,10 +97,35 @@ struct RunArgs {
     /// Keep it below the Pod's terminationGracePeriodSeconds minus 5 s.
     #[arg(long, env = "WASM_OPERATOR_SHUTDOWN_GRACE_SECONDS", default_value_t = operator::DEFAULT_SHUTDOWN_GRACE.as_secs_f64())]
     shutdown_grace_seconds: f64,
+    /// Address of the admission webhooks (HTTPS), served by every replica.
+    #[arg(
+        long,
+        env = "WASM_OPERATOR_WEBHOOK_ADDR",
+        default_value = "0.0.0.0:9443"
+    )]
+    webhook_addr: std::net::SocketAddr,
+    /// Directory with tls.crt and tls.key for the webhooks (e.g. a mounted
+    /// cert-manager Secret), reloaded when they change; without it a
+    /// certificate for the webhook Service is generated at start.
+    #[arg(long, env = "WASM_OPERATOR_WEBHOOK_CERT_DIR")]
+    webhook_cert_dir: Option<PathBuf>,
+    /// Name of the Service in front of the webhooks.
+    #[arg(
+        long,
+        env = "WASM_OPERATOR_WEBHOOK_SERVICE_NAME",
+        default_value = "wasm-operator-webhook"
+    )]
+    webhook_service_name: String,
+    /// Namespace of that Service (default: the Lease namespace).
+    #[arg(long, env = "WASM_OPERATOR_WEBHOOK_SERVICE_NAMESPACE")]
+    webhook_service_namespace: Option<String>,
 }
 
 impl From<RunArgs> for operator::Config {
     fn from(args: RunArgs) -> Self {
+        let webhook_service_namespace = args
+            .webhook_service_namespace
+            .unwrap_or_else(|| args.lease_namespace.clone());
         Self {
             http_addr: args.http_addr,
             resync: std::time::Duration::from_secs_f64(args.resync_seconds.max(0.01)),
@@ -93,6 +138,10 @@ impl From<RunArgs> for operator::Config {
                 args.shutdown_grace_seconds.max(0.0),
             )
             .unwrap_or(std::time::Duration::MAX),
+            webhook_addr: args.webhook_addr,
+            webhook_cert_dir: args.webhook_cert_dir,
+            webhook_service_name: args.webhook_service_name,
+            webhook_service_namespace,
         }
     }
 }
@@ -233,6 +282,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Plugin(PluginCommand::Push(args)) => push(&runtime, args).await?,
+        Command::Rbac(args) => {
+            let (namespace, name) = args.service_account.split_once('/').ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--service-account {:?}: expected namespace/name",
+                    args.service_account
+                )
+            })?;
+            let account = wasm_operator::rbac::ServiceAccount {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            };
+            let yaml = wasm_operator::rbac::manifests(
+                &runtime,
+                &args.bindings,
+                &args.plugins_dir,
+                &args.name,
+                &account,
+            )
+            .await?;
+            print!("{yaml}");
+        }
     }
     Ok(())
 }

@@ -6,8 +6,12 @@
 //! once: stop taking work, let reconciles in flight finish (at most the
 //! grace period), and only then release the Lease, so a successor takes
 //! over at once but never next to a reconcile of ours.
+//!
+//! The admission webhooks are served by every replica from the start, not
+//! only by the leader; see [`crate::admission`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +21,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::admission::{self, AdmissionState, ApiReads, ServingCertificate, TlsError};
 use crate::binding::{
-    LiveBinding, ReloadError, Reloader, Shutdown, StartController, shutdown_signal,
+    InService, LiveBinding, ReloadError, Reloader, Shutdown, StartController, shutdown_signal,
 };
 use crate::http::{self, HttpState, Readiness};
 use crate::leader::{LeaderElector, LeaderError, LeaseConfig};
@@ -56,6 +61,16 @@ pub struct Config {
     /// How long reconciles in flight get to finish after SIGTERM or SIGINT
     /// before they are cut (see [`DEFAULT_SHUTDOWN_GRACE`]).
     pub shutdown_grace: Duration,
+    /// Address of the admission webhooks (HTTPS).
+    pub webhook_addr: SocketAddr,
+    /// A directory with `tls.crt` and `tls.key` to serve the webhooks with
+    /// (reloaded when they change); without it a certificate is generated.
+    pub webhook_cert_dir: Option<PathBuf>,
+    /// The Service the API server reaches the webhooks through, named in a
+    /// generated certificate.
+    pub webhook_service_name: String,
+    /// The namespace of that Service.
+    pub webhook_service_namespace: String,
 }
 
 /// Why the operator stopped before it was asked to, or could not stop cleanly.
@@ -73,6 +88,9 @@ pub enum OperatorError {
         #[source]
         source: std::io::Error,
     },
+    /// The webhooks' serving certificate could not be set up.
+    #[error("cannot serve admission webhooks: {0}")]
+    WebhookTls(#[from] TlsError),
     /// SIGTERM and SIGINT could not be caught.
     #[error("cannot catch SIGTERM and SIGINT: {0}")]
     Signals(#[source] std::io::Error),
@@ -127,6 +145,9 @@ pub async fn run(config: Config, runtime: Runtime) -> Result<(), OperatorError> 
         release.clone(),
     ));
 
+    let in_service = InService::default();
+    let webhook_task = serve_webhooks(&config, &client, &in_service, &metrics, &release).await?;
+
     // Without leader election this replica always leads; the sender is kept
     // for the whole run so the receiver never reports it gone.
     let (_always_leading, always) = watch::channel(true);
@@ -165,6 +186,7 @@ pub async fn run(config: Config, runtime: Runtime) -> Result<(), OperatorError> 
             Arc::clone(&metrics),
             &settings.reporter,
             controller_starter(&client, &settings, &metrics, &servers),
+            in_service.clone(),
         );
         let mut controllers = reloader.start(shutdown_signal(term_rx)).await?;
         readiness.set_ready();
@@ -201,8 +223,55 @@ pub async fn run(config: Config, runtime: Runtime) -> Result<(), OperatorError> 
         await_release(elector).await;
     }
     let _ = http_task.await;
+    let _ = webhook_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts serving the admission webhooks until `stop`, with the
+/// certificate of `--webhook-cert-dir` (watched for changes) or a
+/// generated one.
+async fn serve_webhooks(
+    config: &Config,
+    client: &Client,
+    in_service: &InService,
+    metrics: &Arc<Metrics>,
+    stop: &Shutdown,
+) -> Result<JoinHandle<()>, OperatorError> {
+    let certificate = Arc::new(match &config.webhook_cert_dir {
+        Some(dir) => ServingCertificate::from_dir(dir)?,
+        None => ServingCertificate::generate(
+            &config.webhook_service_name,
+            &config.webhook_service_namespace,
+        )?,
+    });
+    let tls = certificate.server_config()?;
+    let listen = |source| OperatorError::Listen {
+        addr: config.webhook_addr,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(config.webhook_addr)
+        .await
+        .map_err(listen)?;
+    tracing::info!(
+        addr = %listener.local_addr().map_err(listen)?,
+        certificate = %config.webhook_cert_dir.as_ref().map_or_else(|| "generated".to_owned(), |d| d.display().to_string()),
+        "serving admission webhooks on /validate/<binding> and /mutate/<binding>"
+    );
+    let watched = Arc::clone(&certificate);
+    let reloads = stop.clone();
+    tokio::spawn(async move { watched.watch(reloads).await });
+    let state = AdmissionState {
+        in_service: in_service.clone(),
+        reads: Arc::new(ApiReads::new(client.clone())),
+        metrics: Arc::clone(metrics),
+    };
+    Ok(tokio::spawn(admission::serve(
+        listener,
+        tls,
+        state,
+        stop.clone(),
+    )))
 }
 
 /// Waits for the elector, told to stop, to release the Lease.

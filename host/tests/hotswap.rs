@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -165,19 +165,6 @@ fn greetings(client: &Client) -> Api<DynamicObject> {
     fixtures::greetings(client, "default")
 }
 
-async fn create_greeting(client: &Client, name: &str, greeting: &str) {
-    let object: DynamicObject = serde_json::from_value(fixtures::greeting(
-        "default",
-        name,
-        json!({"greeting": greeting}),
-    ))
-    .unwrap();
-    greetings(client)
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
-}
-
 async fn set_greeting(client: &Client, name: &str, greeting: &str) {
     greetings(client)
         .patch(
@@ -307,7 +294,7 @@ async fn swapping_v1_for_v2_while_objects_change_fails_no_reconcile_and_every_ob
     bed.wait_serving(&digest(&v1)).await;
     let names: Vec<String> = (0..OBJECTS).map(|i| format!("busy-{i}")).collect();
     for name in &names {
-        create_greeting(&client, name, "Hello").await;
+        fixtures::create_greeting(&client, name, "Hello").await;
     }
     for name in &names {
         wait_reconciled(&client, name, "Hello, operators!", &digest(&v1)).await;
@@ -404,7 +391,7 @@ async fn each_bad_version_is_refused_with_its_own_reason_while_v1_keeps_serving(
     let client = bed.client();
     let v1 = v1();
     bed.wait_serving(&digest(&v1)).await;
-    create_greeting(&client, "kept", "Hello").await;
+    fixtures::create_greeting(&client, "kept", "Hello").await;
     wait_reconciled(&client, "kept", "Hello, operators!", &digest(&v1)).await;
 
     let cases = [
@@ -532,7 +519,7 @@ async fn pointing_the_binding_at_another_key_swaps_and_pointing_it_back_rolls_ba
     let client = bed.client();
     let (v1, v2) = (v1(), v2());
     bed.wait_serving(&digest(&v1)).await;
-    create_greeting(&client, "rolled", "Hello").await;
+    fixtures::create_greeting(&client, "rolled", "Hello").await;
     wait_reconciled(&client, "rolled", "Hello, operators!", &digest(&v1)).await;
 
     // A new key in the same ConfigMap changes nothing by itself.
@@ -574,7 +561,7 @@ async fn a_restarted_operator_comes_back_with_v2_from_the_cache_without_recompil
     let client = bed.client();
     let (v1, v2) = (v1(), v2());
     bed.wait_serving(&digest(&v1)).await;
-    create_greeting(&client, "durable", "Hello").await;
+    fixtures::create_greeting(&client, "durable", "Hello").await;
     wait_reconciled(&client, "durable", "Hello, operators!", &digest(&v1)).await;
     put_component(&client, KEY, &v2).await;
     wait_reconciled(&client, "durable", "Hello, operators! (v2)", &digest(&v2)).await;
@@ -637,7 +624,7 @@ async fn a_binding_runs_a_controller_only_while_it_has_a_good_version_and_follow
         );
     }
     assert_eq!(status.digest, None);
-    create_greeting(&client, "waiting", "Hello").await;
+    fixtures::create_greeting(&client, "waiting", "Hello").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let config_maps = Api::<ConfigMap>::namespaced(client.clone(), "default");
     assert!(
@@ -680,7 +667,7 @@ async fn a_binding_runs_a_controller_only_while_it_has_a_good_version_and_follow
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    create_greeting(&client, "orphan", "Hello").await;
+    fixtures::create_greeting(&client, "orphan", "Hello").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         config_maps
@@ -760,7 +747,7 @@ async fn plugin_push_publishes_and_binds_a_plugin_and_refuses_files_that_would_n
     );
 
     let _operator = bed.start_operator();
-    create_greeting(&client, "pushed", "Hello").await;
+    fixtures::create_greeting(&client, "pushed", "Hello").await;
     wait_reconciled(&client, "pushed", "Hello, operators!", &digest(&v1)).await;
 
     // Refused before anything is written: by the local checks, then by the

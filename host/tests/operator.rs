@@ -60,17 +60,23 @@ impl Bed {
     }
 }
 
-async fn create_greeting(client: &Client, name: &str, greeting: &str) -> DynamicObject {
-    let object: DynamicObject = serde_json::from_value(fixtures::greeting(
-        "default",
-        name,
-        json!({"greeting": greeting}),
-    ))
-    .unwrap();
-    greetings(client, "default")
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap()
+/// Waits for Greeting `name` to be refused because its child `child`
+/// (`ConfigMap default/x`) exists without being its own.
+async fn assert_child_conflict(api: &Api<DynamicObject>, name: &str, child: &str) {
+    let ready = eventually(
+        &format!("Greeting {name} to be refused"),
+        Duration::from_secs(20),
+        || async {
+            let g = api.get(name).await.ok()?;
+            ready_condition(&g).filter(|c| c["status"] == "False")
+        },
+    )
+    .await;
+    assert_eq!(ready["reason"], "ChildConflict", "{ready}");
+    assert!(
+        ready["message"].as_str().unwrap().contains(child),
+        "{ready}"
+    );
 }
 
 fn ready_condition(object: &DynamicObject) -> Option<Value> {
@@ -109,7 +115,7 @@ async fn a_greeting_gets_its_child_and_ready_status_updates_without_idle_writes_
         Some(digest.as_str())
     );
 
-    let created = create_greeting(&client, "hello", "Hello").await;
+    let created = fixtures::create_greeting(&client, "hello", "Hello").await;
     let config_maps = Api::<ConfigMap>::namespaced(client.clone(), "default");
     let child = eventually("the child ConfigMap", Duration::from_secs(20), || async {
         config_maps.get_opt("hello-greeting").await.ok().flatten()
@@ -305,7 +311,7 @@ async fn a_plugin_error_shows_in_status_and_events_and_clears_after_a_fix() {
     let client = cluster.client();
     let api = greetings(&client, "default");
     // Blank passes the CRD's minLength but the plugin refuses it.
-    create_greeting(&client, "blank", "   ").await;
+    fixtures::create_greeting(&client, "blank", "   ").await;
     let ready = eventually("Ready=False", Duration::from_secs(20), || async {
         let g = api.get("blank").await.ok()?;
         ready_condition(&g).filter(|c| c["status"] == "False")
@@ -359,7 +365,7 @@ async fn a_child_kind_outside_the_grants_is_refused_and_nothing_is_applied() {
     let _operator = cluster.start_operator(&["--leader-election=false"]);
     let client = cluster.client();
     let api = greetings(&client, "default");
-    create_greeting(&client, "greedy", "Hello").await;
+    fixtures::create_greeting(&client, "greedy", "Hello").await;
     let ready = eventually(
         "Ready=False with OutputRefused",
         Duration::from_secs(20),
@@ -418,7 +424,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_within_the_lease() 
     )
     .await;
     let second = cluster.start_operator(&[&lease[..], &["--identity", "second"]].concat());
-    create_greeting(&client, "one", "Hello").await;
+    fixtures::create_greeting(&client, "one", "Hello").await;
     let config_maps = Api::<ConfigMap>::namespaced(client.clone(), "default");
     eventually(
         "the leader to reconcile",
@@ -436,7 +442,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_within_the_lease() 
     // Stop the leader hard (no release): the standby takes over within the lease.
     first.kill();
     let killed = Instant::now();
-    create_greeting(&client, "two", "Hello").await;
+    fixtures::create_greeting(&client, "two", "Hello").await;
     eventually(
         "the standby to take over and reconcile",
         Duration::from_secs(15),
@@ -460,9 +466,9 @@ async fn a_plugin_trapping_on_one_object_keeps_reconciling_the_others() {
     let operator = cluster.start_operator(&["--leader-election=false"]);
     let client = cluster.client();
     let api = greetings(&client, "default");
-    create_greeting(&client, "trap-me", "Hello").await;
+    fixtures::create_greeting(&client, "trap-me", "Hello").await;
     for name in ["calm-1", "calm-2", "calm-3"] {
-        create_greeting(&client, name, "Hello").await;
+        fixtures::create_greeting(&client, name, "Hello").await;
     }
     let config_maps = Api::<ConfigMap>::namespaced(client.clone(), "default");
     for name in ["calm-1", "calm-2", "calm-3"] {
@@ -530,25 +536,9 @@ async fn a_child_named_like_an_object_the_plugin_does_not_own_is_refused_and_the
         .unwrap();
     let _operator = cluster.start_operator(&["--leader-election=false"]);
     let api = greetings(&client, "default");
-    create_greeting(&client, "adopt-it", "precious").await;
-    create_greeting(&client, "plain", "Hello").await;
-    let ready = eventually(
-        "the adopting object to be refused",
-        Duration::from_secs(20),
-        || async {
-            let g = api.get("adopt-it").await.ok()?;
-            ready_condition(&g).filter(|c| c["status"] == "False")
-        },
-    )
-    .await;
-    assert_eq!(ready["reason"], "ChildConflict", "{ready}");
-    assert!(
-        ready["message"]
-            .as_str()
-            .unwrap()
-            .contains("ConfigMap default/precious"),
-        "{ready}"
-    );
+    fixtures::create_greeting(&client, "adopt-it", "precious").await;
+    fixtures::create_greeting(&client, "plain", "Hello").await;
+    assert_child_conflict(&api, "adopt-it", "ConfigMap default/precious").await;
     // The other object is reconciled as usual.
     eventually(
         "the plain object's child",
@@ -597,7 +587,7 @@ async fn a_child_marked_retain_on_delete_outlives_its_owner_and_is_never_adopted
         }
     };
     let kept = create("kept", json!({"greeting": "Hello", "retainOnDelete": true})).await;
-    create_greeting(&client, "collected", "Hello").await;
+    fixtures::create_greeting(&client, "collected", "Hello").await;
     let child = eventually("both children", Duration::from_secs(20), || async {
         config_maps.get_opt("collected-greeting").await.ok()??;
         config_maps.get_opt("kept-greeting").await.ok()?
@@ -668,23 +658,7 @@ async fn a_child_marked_retain_on_delete_outlives_its_owner_and_is_never_adopted
     // A new Greeting of the same name wants the same child: refused, and the
     // retained ConfigMap is left as it is.
     create("kept", json!({"greeting": "Bye"})).await;
-    let ready = eventually(
-        "the successor to be refused",
-        Duration::from_secs(20),
-        || async {
-            let g = api.get("kept").await.ok()?;
-            ready_condition(&g).filter(|c| c["status"] == "False")
-        },
-    )
-    .await;
-    assert_eq!(ready["reason"], "ChildConflict", "{ready}");
-    assert!(
-        ready["message"]
-            .as_str()
-            .unwrap()
-            .contains("ConfigMap default/kept-greeting"),
-        "{ready}"
-    );
+    assert_child_conflict(&api, "kept", "ConfigMap default/kept-greeting").await;
     let untouched = config_maps.get("kept-greeting").await.unwrap();
     assert_eq!(untouched.resource_version(), retained.resource_version());
 }
@@ -698,8 +672,8 @@ async fn a_flood_of_events_and_an_immediate_requeue_are_capped() {
     let client = cluster.client();
     let operator = cluster.start_operator(&["--leader-election=false"]);
     let api = greetings(&client, "default");
-    create_greeting(&client, "events-flood", "Hello").await;
-    create_greeting(&client, "requeue-now", "Hello").await;
+    fixtures::create_greeting(&client, "events-flood", "Hello").await;
+    fixtures::create_greeting(&client, "requeue-now", "Hello").await;
     for name in ["events-flood", "requeue-now"] {
         eventually(
             "both objects reconciled",

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::cluster::{Cluster, Operator, OperatorLog, eventually};
 use support::fixtures::{self, Binding, greetings};
@@ -60,19 +60,6 @@ async fn holder(client: &Client) -> Option<String> {
         .holder_identity
 }
 
-async fn create_greeting(client: &Client, name: &str, greeting: &str) {
-    let object: DynamicObject = serde_json::from_value(fixtures::greeting(
-        "default",
-        name,
-        json!({"greeting": greeting}),
-    ))
-    .unwrap();
-    greetings(client, "default")
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
-}
-
 /// Waits until Greeting `name` is Ready for `generation` with its child
 /// saying `message`.
 async fn wait_reconciled(client: &Client, name: &str, generation: i64, message: &str) {
@@ -113,7 +100,7 @@ async fn sigterm_to_the_leader_hands_the_lease_to_the_other_replica_within_two_s
     let client = cluster.client();
     let (mut a, a_log) = replica(&cluster, "replica-a");
     let (mut b, b_log) = replica(&cluster, "replica-b");
-    create_greeting(&client, "before", "Hello").await;
+    fixtures::create_greeting(&client, "before", "Hello").await;
     wait_reconciled(&client, "before", 1, "Hello, operators!").await;
     let leader = holder(&client).await.expect("a replica leads");
     let (leader, leader_log, next) = if leader == "replica-a" {
@@ -148,7 +135,7 @@ async fn sigterm_to_the_leader_hands_the_lease_to_the_other_replica_within_two_s
     assert!(at("controller stopped") < at("released the Lease"));
 
     // The new leader reconciles.
-    create_greeting(&client, "after", "Hi").await;
+    fixtures::create_greeting(&client, "after", "Hi").await;
     wait_reconciled(&client, "after", 1, "Hi, operators!").await;
 }
 
@@ -176,7 +163,7 @@ async fn a_reconcile_in_flight_at_sigterm_finishes_before_the_lease_is_released_
     let cluster = greeting_cluster("in-flight").await;
     let client = cluster.client();
     let (mut operator, log) = replica(&cluster, "replica-a");
-    create_greeting(&client, "busy", "Hello").await;
+    fixtures::create_greeting(&client, "busy", "Hello").await;
     wait_reconciled(&client, "busy", 1, "Hello, operators!").await;
 
     change_slowly(&cluster, "busy", Duration::from_millis(600)).await;
@@ -212,7 +199,7 @@ async fn sigint_stops_like_sigterm_and_a_second_signal_stops_at_once_with_a_fail
 
     // One Ctrl-C: a clean stop that hands the Lease back.
     let (mut operator, _log) = replica(&cluster, "replica-a");
-    create_greeting(&client, "first", "Hello").await;
+    fixtures::create_greeting(&client, "first", "Hello").await;
     wait_reconciled(&client, "first", 1, "Hello, operators!").await;
     operator.signal("INT");
     assert_eq!(operator.wait_exit(WAIT).code(), Some(0));
@@ -258,7 +245,7 @@ async fn a_reconcile_longer_than_the_grace_is_cut_and_the_operator_still_exits_0
         "--shutdown-grace-seconds",
         "0.5",
     ]);
-    create_greeting(&client, "slow", "Hello").await;
+    fixtures::create_greeting(&client, "slow", "Hello").await;
     wait_reconciled(&client, "slow", 1, "Hello, operators!").await;
 
     // Each write of the reconcile now takes 2 s: far past the grace.

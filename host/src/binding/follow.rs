@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::bound::BoundPlugin;
+use super::in_service::InService;
 use super::live::{self, BindingPublisher};
 use super::load::{self, BindingError};
 use super::signal::{Shutdown, StartController, shutdown_signal};
@@ -40,6 +41,8 @@ pub(super) struct Loader {
     pub(super) events: EventRecorder,
     /// Runs a binding's controller.
     pub(super) start: StartController,
+    /// Where the version in service of each binding is published by name.
+    pub(super) in_service: InService,
 }
 
 /// What a load was attempted from: the binding's spec and the component's
@@ -205,6 +208,7 @@ impl Followed {
                 }
             }
         }
+        self.loader.in_service.remove(&self.name);
         if let Some(serving) = self.serving.take() {
             serving.stop().await;
         }
@@ -306,6 +310,13 @@ impl Followed {
             }
         }
         self.refused = None;
+        if let Some(serving) = &self.serving {
+            // With the controller's swap, so that admission reviews from
+            // now on use the new version too.
+            self.loader
+                .in_service
+                .put(&self.name, serving.binding.clone());
+        }
         if let Some(serving) = &self.serving
             && let Some(status) = self
                 .write_status(binding, BindingState::Serving(&serving.binding))

@@ -6,12 +6,14 @@
 //! grants); [`status`] reports the outcome on the binding; the
 //! [`supervisor`] follows every binding and the ConfigMap it points at and
 //! keeps its controller on the newest good version, handing versions over
-//! through a [`live`] channel.
+//! through a [`live`] channel and in a map by name ([`InService`]) that the
+//! admission server reads.
 
 mod bound;
 #[cfg(test)]
 mod fixtures;
 mod follow;
+mod in_service;
 mod live;
 mod load;
 mod signal;
@@ -19,6 +21,7 @@ mod status;
 mod supervisor;
 
 pub use bound::BoundPlugin;
+pub use in_service::InService;
 pub use live::{BindingPublisher, LiveBinding, Published, channel};
 pub use load::{
     BindingError, MAX_COMPONENT_BYTES, bind, check_pin, check_replaces, check_size, component_in,

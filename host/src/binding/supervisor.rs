@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::follow::{Followed, Loader};
+use super::in_service::InService;
 use super::signal::{Shutdown, StartController, shutdown_signal};
 use crate::crd::ReconcilerPlugin;
 use crate::events::EventRecorder;
@@ -37,14 +38,16 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// A reloader that loads with `runtime`, runs controllers with `start`
-    /// and reports events on bindings as `reporter`.
+    /// A reloader that loads with `runtime`, runs controllers with `start`,
+    /// reports events on bindings as `reporter` and keeps `in_service` on
+    /// the version each binding serves.
     pub fn new(
         client: Client,
         runtime: Arc<Runtime>,
         metrics: Arc<Metrics>,
         reporter: &str,
         start: StartController,
+        in_service: InService,
     ) -> Self {
         let events = EventRecorder::new(client.clone(), reporter);
         Self {
@@ -54,6 +57,7 @@ impl Reloader {
                 metrics,
                 events,
                 start,
+                in_service,
             }),
         }
     }

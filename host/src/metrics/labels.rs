@@ -155,3 +155,18 @@ pub(super) struct VerbLabels {
     pub(super) binding: BindingLabels,
     pub(super) verb: &'static str,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct AdmissionLabels {
+    #[prometheus(flatten)]
+    pub(super) binding: BindingLabels,
+    pub(super) operation: &'static str,
+    pub(super) allowed: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct OperationLabels {
+    #[prometheus(flatten)]
+    pub(super) binding: BindingLabels,
+    pub(super) operation: &'static str,
+}

@@ -17,11 +17,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-pub use labels::{BindingLabels, Export, Outcome, WriteVerb};
 use labels::{
-    ErrorLabels, ExportLabels, LoadLabels, OutcomeLabels, PluginKindLabels, ReasonLabels,
-    TrapLabels, VerbLabels,
+    AdmissionLabels, ErrorLabels, ExportLabels, LoadLabels, OperationLabels, OutcomeLabels,
+    PluginKindLabels, ReasonLabels, TrapLabels, VerbLabels,
 };
+pub use labels::{BindingLabels, Export, Outcome, WriteVerb};
 
 use crate::runtime::{CallError, LoadSource};
 
@@ -65,6 +65,9 @@ pub struct Metrics {
     writes: Family<VerbLabels, Counter>,
     events_dropped: Family<ReasonLabels, Counter>,
     plugin_queries: Family<ReasonLabels, Counter>,
+    admission_requests: Family<AdmissionLabels, Counter>,
+    admission_duration: HistogramFamily<OperationLabels>,
+    admission_failures: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -169,6 +172,26 @@ impl Metrics {
             "Read-only queries plugins ran through the sql import, by outcome (reason: ok, error)",
             plugin_queries.clone(),
         );
+        let admission_requests = Family::default();
+        registry.register(
+            "admission_requests",
+            "Admission reviews answered, by binding, operation and whether they were allowed",
+            admission_requests.clone(),
+        );
+        let admission_duration: HistogramFamily<_> =
+            Family::new_with_constructor(plugin_call_histogram);
+        registry.register_with_unit(
+            "admission_duration",
+            "Duration of answering one admission review, the plugin call included, by binding and operation",
+            Unit::Seconds,
+            admission_duration.clone(),
+        );
+        let admission_failures = Family::default();
+        registry.register(
+            "admission_failures",
+            "Admission reviews denied because no decision could be made, by binding and reason (NotInService, NotExported, a plugin call failure such as DeadlineExceeded or MemoryLimit, InvalidPatch, ...)",
+            admission_failures.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -185,7 +208,45 @@ impl Metrics {
             writes,
             events_dropped,
             plugin_queries,
+            admission_requests,
+            admission_duration,
+            admission_failures,
         }
+    }
+
+    /// Counts and times an answered admission review of `operation`
+    /// (`CREATE`, `UPDATE`, `DELETE`, `CONNECT` or `other`).
+    pub fn record_admission(
+        &self,
+        who: &BindingLabels,
+        operation: &'static str,
+        allowed: bool,
+        duration: Duration,
+    ) {
+        self.admission_requests
+            .get_or_create(&AdmissionLabels {
+                binding: who.clone(),
+                operation,
+                allowed: if allowed { "true" } else { "false" },
+            })
+            .inc();
+        self.admission_duration
+            .get_or_create(&OperationLabels {
+                binding: who.clone(),
+                operation,
+            })
+            .observe(duration.as_secs_f64());
+    }
+
+    /// Counts an admission review denied because no decision could be
+    /// made, by a bounded `reason`.
+    pub fn record_admission_failure(&self, who: &BindingLabels, reason: &'static str) {
+        self.admission_failures
+            .get_or_create(&ReasonLabels {
+                binding: who.clone(),
+                reason,
+            })
+            .inc();
     }
 
     /// Counts a read-only query a plugin ran, by `outcome` (`ok`, `error`).
@@ -448,6 +509,36 @@ mod tests {
         );
         assert!(text.contains("# TYPE wasm_operator_reconcile_duration_seconds histogram"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn admission_reviews_are_counted_by_operation_and_answer_and_failures_by_reason() {
+        let metrics = Metrics::new();
+        metrics.record_admission(&pg(), "CREATE", false, Duration::from_millis(2));
+        metrics.record_admission(&pg(), "CREATE", true, Duration::from_millis(1));
+        metrics.record_admission_failure(&pg(), "MemoryLimit");
+        let text = metrics.encode();
+        assert_eq!(
+            sample(
+                &text,
+                r#"wasm_operator_admission_requests_total{binding="postgres",plugin="pg",operation="CREATE",allowed="false"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"wasm_operator_admission_duration_seconds_count{binding="postgres",plugin="pg",operation="CREATE"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"wasm_operator_admission_failures_total{binding="postgres",plugin="pg",reason="MemoryLimit"}"#
+            ),
+            Some(1.0)
+        );
     }
 
     #[test]

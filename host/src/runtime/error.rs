@@ -95,7 +95,7 @@ pub enum CallError {
     },
     /// The plugin tried to grow its memory past its cap.
     #[error(
-        "plugin exceeded its memory limit of {} MiB; raise spec.limits.memory of the \
+        "plugin exceeded its memory limit of {} MiB; raise spec.limits.memoryMib of the \
          binding or fix the plugin",
         limit_bytes >> 20
     )]

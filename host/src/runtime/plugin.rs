@@ -229,6 +229,7 @@ impl Plugin {
     /// # Errors
     /// [`CallError::NotExported`] when the plugin offers no admission, else as
     /// for [`Plugin::reconcile`].
+    #[tracing::instrument(name = "wasm_operator.plugin.validate", skip_all, fields(plugin = %self.inner.name))]
     pub async fn validate(
         &self,
         request: &AdmissionRequest,
@@ -255,6 +256,7 @@ impl Plugin {
     ///
     /// # Errors
     /// As for [`Plugin::validate`].
+    #[tracing::instrument(name = "wasm_operator.plugin.mutate", skip_all, fields(plugin = %self.inner.name))]
     pub async fn mutate(
         &self,
         request: &AdmissionRequest,

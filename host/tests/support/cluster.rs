@@ -49,6 +49,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free loopback `--webhook-addr` for this build of the operator, unless
+/// the test chose one: operators of one test run side by side, and the
+/// default `0.0.0.0:9443` would be taken by the first. Other builds (a
+/// benchmark's baseline) may not know the flag and get none.
+fn webhook_args(binary: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let this_build: &std::path::Path = env!("CARGO_BIN_EXE_wasm-operator").as_ref();
+    if binary != this_build || extra.iter().any(|a| a.starts_with("--webhook-addr")) {
+        return Vec::new();
+    }
+    vec![
+        "--webhook-addr".to_owned(),
+        format!("127.0.0.1:{}", free_port()),
+    ]
+}
+
 /// The test API server with a kubeconfig for the operator.
 pub struct Cluster {
     /// The API server.
@@ -130,6 +145,7 @@ impl Cluster {
     /// does (the benchmarks compare a baseline build this way).
     pub fn start_operator_binary(&self, binary: &std::path::Path, extra: &[&str]) -> Operator {
         let port = free_port();
+        let webhooks = webhook_args(binary, extra);
         let child = Command::new(binary)
             .env("KUBECONFIG", &self.kubeconfig)
             .env(
@@ -141,6 +157,7 @@ impl Cluster {
                 concat!(env!("CARGO_TARGET_TMPDIR"), "/e2e-plugin-cache"),
             ])
             .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
+            .args(&webhooks)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -270,7 +287,9 @@ impl Cluster {
     pub fn start_operator_logged(&self, extra: &[&str]) -> (Operator, OperatorLog) {
         use std::io::BufRead;
         let port = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasm-operator"))
+        let binary: &std::path::Path = env!("CARGO_BIN_EXE_wasm-operator").as_ref();
+        let webhooks = webhook_args(binary, extra);
+        let mut child = Command::new(binary)
             .env("KUBECONFIG", &self.kubeconfig)
             .env(
                 "RUST_LOG",
@@ -282,6 +301,7 @@ impl Cluster {
                 concat!(env!("CARGO_TARGET_TMPDIR"), "/e2e-plugin-cache"),
             ])
             .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
+            .args(&webhooks)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

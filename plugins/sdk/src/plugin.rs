@@ -151,7 +151,8 @@ pub trait Plugin {
 
 /// Admission logic for the plugin's target kind. Export it with
 /// [`export_admission_plugin!`](crate::export_admission_plugin). The host
-/// loads such components; it does not serve admission webhooks yet.
+/// serves them as webhooks at `/validate/<binding>` and `/mutate/<binding>`
+/// (see the README's "Admission" section).
 pub trait AdmissionPlugin: Plugin {
     /// Decides whether a request is allowed. The default allows everything.
     ///

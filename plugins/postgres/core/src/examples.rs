@@ -1,17 +1,20 @@
 //! The example manifests in `plugins/postgres/examples` decode into the API
 //! types, their bindings grant exactly what the plugins ask for, and the
-//! example Database plans its creation.
+//! example Database plans its creation, and the examples pass admission.
 
 use postgres_api::{DatabaseSpec, DatabaseUserSpec, PostgresServerSpec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use wasm_operator_sdk::{
-    Context, GroupVersionKind, Plugin, PluginInfo, QueryResult, Request, SqlValue, TestHost,
+    AdmissionPlugin, Context, GroupVersionKind, Plugin, PluginInfo, QueryResult, Request, SqlValue,
+    TestHost, Validation,
 };
 
-use crate::fixtures::{jsonb, row};
-use crate::{DatabasePlugin, DatabaseUserPlugin, PostgresServerPlugin, queries};
+use crate::fixtures::{admit_create, jsonb, row};
+use crate::{
+    CredentialsInjectorPlugin, DatabasePlugin, DatabaseUserPlugin, PostgresServerPlugin, queries,
+};
 
 const FILES: &[(&str, &str)] = &[
     (
@@ -26,6 +29,10 @@ const FILES: &[(&str, &str)] = &[
     (
         "database-user.yaml",
         include_str!("../../examples/database-user.yaml"),
+    ),
+    (
+        "injected-deployment.yaml",
+        include_str!("../../examples/injected-deployment.yaml"),
     ),
 ];
 
@@ -162,5 +169,77 @@ fn example_database_plans_its_creation_on_the_example_server() {
     assert_eq!(
         response.children[0]["metadata"]["name"],
         "foo-db-credentials"
+    );
+}
+
+#[test]
+fn example_database_and_user_are_admitted_and_only_the_database_name_is_written_out() {
+    let server = of_kind("PostgresServer").remove(0);
+    let database = of_kind("Database").remove(0);
+    let user = of_kind("DatabaseUser").remove(0);
+    let host = TestHost::new()
+        .with_object(server)
+        .with_object(database.clone());
+    let ctx = Context::new(&host);
+    let admit = admit_create(database.clone());
+    assert_eq!(
+        DatabasePlugin::validate(&ctx, &admit).unwrap(),
+        Validation::allow()
+    );
+    let defaulted = DatabasePlugin::mutate(&ctx, &admit)
+        .unwrap()
+        .object
+        .unwrap();
+    let mut expected = database;
+    expected["spec"]["databaseName"] = json!("foo-db");
+    assert_eq!(defaulted, expected);
+
+    let admit = admit_create(user);
+    assert_eq!(
+        DatabaseUserPlugin::validate(&ctx, &admit).unwrap(),
+        Validation::allow()
+    );
+    assert_eq!(
+        DatabaseUserPlugin::mutate(&ctx, &admit).unwrap().object,
+        None
+    );
+}
+
+#[test]
+fn the_example_deployments_pods_get_both_credentials_in_the_listed_container_only() {
+    let deployment = of_kind("Deployment").remove(0);
+    let template = &deployment["spec"]["template"];
+    let mut pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": template["metadata"].clone(),
+        "spec": template["spec"].clone()
+    });
+    pod["metadata"]["namespace"] = deployment["metadata"]["namespace"].clone();
+    let host = of_kind("Database")
+        .into_iter()
+        .chain(of_kind("DatabaseUser"))
+        .fold(TestHost::new(), TestHost::with_object);
+    let ctx = Context::new(&host);
+    let admit = admit_create(pod);
+    assert_eq!(
+        CredentialsInjectorPlugin::validate(&ctx, &admit).unwrap(),
+        Validation::allow()
+    );
+    let injected = CredentialsInjectorPlugin::mutate(&ctx, &admit)
+        .unwrap()
+        .object
+        .unwrap();
+    let [app, metrics] = [0, 1].map(|i| &injected["spec"]["containers"][i]);
+    let names: Vec<&str> = app["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(names.contains(&"PGPASSWORD") && names.contains(&"REPORTING_PGPASSWORD"));
+    assert!(metrics.get("env").is_none());
+    assert_eq!(
+        injected["metadata"]["annotations"][crate::INJECTED_ANNOTATION],
+        "foo-db-credentials,reporting-user-credentials"
     );
 }

@@ -1,9 +1,13 @@
-//! Test-only builders: objects, existing children and canned query results.
+//! Test-only builders: objects, existing children, canned query results and
+//! admission requests.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use wasm_operator_sdk::{QueryResult, SqlPlan, SqlValue, TestHost, scram_sha_256_verifier};
+use wasm_operator_sdk::{
+    AdmissionRequest, Object, Operation, QueryResult, SqlPlan, SqlValue, TestHost,
+    scram_sha_256_verifier,
+};
 
 use crate::queries;
 
@@ -105,4 +109,31 @@ pub fn statements(plans: &[SqlPlan]) -> Vec<String> {
 /// JSON text for a jsonb column.
 pub fn jsonb(value: Value) -> SqlValue {
     SqlValue::Json(value.to_string())
+}
+
+/// An admission request by `alice`, not a dry run, with the empty settings
+/// the Postgres plugins take.
+pub fn admission(
+    operation: Operation,
+    object: Option<Value>,
+    old: Option<Value>,
+) -> AdmissionRequest {
+    AdmissionRequest {
+        operation,
+        object: object.map(Object::new),
+        old_object: old.map(Object::new),
+        user: "alice".into(),
+        dry_run: false,
+        settings: json!({}),
+    }
+}
+
+/// A create of `object`.
+pub fn admit_create(object: Value) -> AdmissionRequest {
+    admission(Operation::Create, Some(object), None)
+}
+
+/// An update from `old` to `new`.
+pub fn admit_update(old: Value, new: Value) -> AdmissionRequest {
+    admission(Operation::Update, Some(new), Some(old))
 }

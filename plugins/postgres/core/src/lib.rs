@@ -1,6 +1,7 @@
 //! The decisions of wasm-operator's Postgres plugins.
 //!
-//! Three plugins, one per kind of [`postgres_api`]:
+//! Three plugins, one per kind of [`postgres_api`], and an admission-only
+//! one for Pods:
 //!
 //! - [`PostgresServerPlugin`] (`postgres-server`): checks that a registered
 //!   server answers and records its version.
@@ -8,6 +9,9 @@
 //!   a credentials Secret on a granted PostgresServer.
 //! - [`DatabaseUserPlugin`] (`postgres-user`): an extra login role with an
 //!   access profile (`readOnly`, `readWrite`, `owner`) on a Database.
+//! - [`CredentialsInjectorPlugin`] (`postgres-inject`): puts the credentials
+//!   of Databases and DatabaseUsers into annotated Pods as `secretKeyRef`s
+//!   and a Service Binding volume.
 //!
 //! Every reconcile observes first (read-only queries) and plans only the
 //! statements that are needed, so a converged object yields an empty SQL
@@ -15,15 +19,24 @@
 //! Passwords live only in the credentials Secrets; PostgreSQL gets SCRAM
 //! verifiers, in statements marked sensitive.
 //!
+//! The Database and DatabaseUser plugins also decide admission: they refuse
+//! at `kubectl apply` every spec reconcile would refuse (the same checks,
+//! the same messages), refuse changes to fields that cannot change, and
+//! write their defaults into the stored object (see their `admission`
+//! modules).
+//!
 //! This crate is an `rlib` with native tests; the components are the
-//! `postgres-{server,database,user}-plugin` crates, which only call
-//! `export_plugin!` on the types here.
+//! `postgres-{server,database,user,inject}-plugin` crates, which only call
+//! `export_plugin!` (server) or `export_admission_plugin!` (the others)
+//! on the types here.
 
 #![warn(missing_docs)]
 
+mod admission;
 mod credentials;
 mod database;
 mod grants;
+mod inject;
 mod names;
 mod outcome;
 mod ownership;
@@ -44,6 +57,9 @@ use postgres_api::{GROUP, VERSION};
 use wasm_operator_sdk::GroupVersionKind;
 
 pub use database::DatabasePlugin;
+pub use inject::{
+    CONTAINERS_ANNOTATION, CredentialsInjectorPlugin, INJECT_ANNOTATION, INJECTED_ANNOTATION,
+};
 pub use password::parse_interval;
 pub use scram::{ScramError, verify_scram_sha_256};
 pub use server::PostgresServerPlugin;
@@ -130,6 +146,7 @@ mod tests {
             PostgresServerPlugin::describe(),
             DatabasePlugin::describe(),
             DatabaseUserPlugin::describe(),
+            CredentialsInjectorPlugin::describe(),
         ] {
             let derived = jsonschema::validator_for(&info.settings_schema).unwrap();
             assert!(hand_written.is_valid(&json!({})));

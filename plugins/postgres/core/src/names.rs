@@ -96,6 +96,21 @@ pub(crate) fn check_literal(field: &str, value: &str) -> Result<(), PluginError>
     check_identifier(field, value)
 }
 
+/// Checks a connection limit (absent: no limit) and returns it as
+/// PostgreSQL stores it, -1 meaning none.
+///
+/// # Errors
+/// `InvalidSpec` naming `field` for a limit below -1.
+pub(crate) fn check_connection_limit(field: &str, limit: Option<i32>) -> Result<i64, PluginError> {
+    let limit = i64::from(limit.unwrap_or(-1));
+    if limit < -1 {
+        return Err(PluginError::invalid_spec(format!(
+            "{field}: {limit} is below -1 (-1 means no limit)"
+        )));
+    }
+    Ok(limit)
+}
+
 /// The quoted identifier for a name that passed validation.
 ///
 /// # Errors

@@ -75,11 +75,7 @@ pub(crate) fn decide(
 ) -> Result<PasswordDecision, PluginError> {
     let interval = rotation
         .interval
-        .map(|(field, text)| {
-            parse_interval(text).map_err(|message| {
-                PluginError::invalid_spec(format!("{field}: {text:?} {message}"))
-            })
-        })
+        .map(|(field, text)| check_interval(field, text))
         .transpose()?;
     let previous = rotation.status.cloned().unwrap_or_default();
     let last_rotated = previous
@@ -141,6 +137,15 @@ pub(crate) fn rotation_annotation(object: &wasm_operator_sdk::Object) -> Option<
         .annotations()
         .get(ROTATE_PASSWORD_ANNOTATION)
         .copied()
+}
+
+/// Checks the rotation interval in `field` and returns it.
+///
+/// # Errors
+/// `InvalidSpec` naming `field` when [`parse_interval`] refuses it.
+pub(crate) fn check_interval(field: &str, text: &str) -> Result<Duration, PluginError> {
+    parse_interval(text)
+        .map_err(|message| PluginError::invalid_spec(format!("{field}: {text:?} {message}")))
 }
 
 /// Parses a rotation interval: one or more `<number><unit>` with units `s`,

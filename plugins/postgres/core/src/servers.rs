@@ -56,13 +56,56 @@ pub(crate) fn granted_server(
     from_object(key, &object).map(Some)
 }
 
-fn from_object(key: &str, object: &Object) -> Result<Server, PluginError> {
-    let spec: PostgresServerSpec = object.spec().map_err(|e| {
+/// What a PostgresServer says about objects of a namespace using it, as
+/// admission reads it from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Consent {
+    /// It lives in that namespace, or lists it (or `*`) in `spec.allowedNamespaces`.
+    Given,
+    /// It does not exist (yet).
+    Missing,
+    /// It exists and does not let that namespace use it.
+    Refused,
+}
+
+/// Whether server `key` (`namespace/name`) lets objects of `namespace` use
+/// it. Only `spec.allowedNamespaces` is read: whether the plugin binding is
+/// granted the server (`spec.grants.servers`) is the host's decision, made
+/// at reconcile time.
+///
+/// # Errors
+/// A retryable `KubeReadFailed` when the host refuses the read, or
+/// `InvalidServer` when the server's spec does not decode.
+pub(crate) fn consent(
+    ctx: &Context<'_>,
+    key: &str,
+    namespace: &str,
+) -> Result<Consent, PluginError> {
+    let Some((own, name)) = key.split_once('/') else {
+        return Ok(Consent::Missing);
+    };
+    let Some(object) = ctx.get(&postgres_server_kind(), Some(own), name)? else {
+        return Ok(Consent::Missing);
+    };
+    let spec = server_spec(key, &object)?;
+    Ok(if spec.allows_namespace(own, namespace) {
+        Consent::Given
+    } else {
+        Consent::Refused
+    })
+}
+
+fn server_spec(key: &str, object: &Object) -> Result<PostgresServerSpec, PluginError> {
+    object.spec().map_err(|e| {
         PluginError::permanent(
             "InvalidServer",
             format!("PostgresServer {key} has an invalid spec: {e}"),
         )
-    })?;
+    })
+}
+
+fn from_object(key: &str, object: &Object) -> Result<Server, PluginError> {
+    let spec = server_spec(key, object)?;
     Ok(Server {
         endpoint: Endpoint {
             host: spec.host,

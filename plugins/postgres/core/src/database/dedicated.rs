@@ -1,9 +1,12 @@
 //! The fields that describe a dedicated instance (`size`, `version`,
 //! `replication`): checked whatever the mode, and what they mean for a
-//! Database on an existing server (nothing, said so in a condition).
+//! Database on an existing server (nothing, said so in a condition), and
+//! how an update may change them.
 
 use postgres_api::DatabaseSpec;
 use wasm_operator_sdk::{Condition, ConditionStatus, PluginError};
+
+use crate::admission::unchanged;
 
 /// PostgreSQL major versions a Database may ask for.
 pub const SUPPORTED_VERSIONS: std::ops::RangeInclusive<u32> = 14..=19;
@@ -43,6 +46,29 @@ pub(crate) fn check(spec: &DatabaseSpec) -> Result<(), PluginError> {
             SUPPORTED_VERSIONS.start(),
             SUPPORTED_VERSIONS.end()
         )));
+    }
+    Ok(())
+}
+
+/// Checks an update of `spec.size` and `spec.version` against the spec it
+/// replaces: storage may grow but not shrink, and the major version may be
+/// set or unset but not changed (an upgrade is not supported). Admission
+/// only: reconcile sees no old spec.
+///
+/// # Errors
+/// `InvalidSpec` naming the field.
+pub(crate) fn check_change(old: &DatabaseSpec, new: &DatabaseSpec) -> Result<(), PluginError> {
+    if let (Some(old_size), Some(new_size)) = (&old.size, &new.size)
+        && let (Some(old_bytes), Some(new_bytes)) =
+            (quantity_bytes(old_size), quantity_bytes(new_size))
+        && new_bytes < old_bytes
+    {
+        return Err(PluginError::invalid_spec(format!(
+            "spec.size: {new_size:?} is smaller than {old_size:?}; storage can grow but not shrink"
+        )));
+    }
+    if let (Some(old_version), Some(new_version)) = (old.version, new.version) {
+        unchanged("spec.version", &old_version, &new_version)?;
     }
     Ok(())
 }

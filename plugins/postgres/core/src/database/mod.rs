@@ -3,11 +3,13 @@
 //!
 //! Each reconcile validates the spec, observes the server (read-only), and
 //! plans only the statements needed; a converged Database yields an empty
-//! plan. A Database without `spec.serverRef` asks for a dedicated instance,
+//! plan. The same validation runs at admission (see `admission`), which
+//! also refuses changes to immutable fields and writes the defaults out. A Database without `spec.serverRef` asks for a dedicated instance,
 //! which is not supported yet. The role and database carry the Database's
 //! ownership mark (see [`crate::ownership`]): what another resource owns,
 //! or what exists without a mark, is refused and left as it is.
 
+mod admission;
 mod dedicated;
 mod observe;
 mod plan;
@@ -18,13 +20,15 @@ use wasm_operator_sdk::{
     PluginInfo, Request, Response, SqlValue, finalizer_name, retain_on_delete,
 };
 
+use crate::admission::unchanged;
 use crate::credentials::{Credentials, existing_password};
 use crate::names::{
-    check_database_name, check_identifier, check_literal, check_role_name, check_schema_name,
+    check_connection_limit, check_database_name, check_identifier, check_literal, check_role_name,
+    check_schema_name,
 };
 use crate::outcome::{READY_REASON, not_ready, status_is_current};
 use crate::ownership::{Mark, Owner, claim_database, claim_role};
-use crate::password::{self, Rotation, rotation_annotation};
+use crate::password::{self, Rotation, check_interval, rotation_annotation};
 use crate::rows::{flag, int, text};
 use crate::servers::{SERVER_NOT_ALLOWED, granted_server, is_granted, not_allowed_message};
 use crate::{NoSettings, database_kind, postgres_server_kind, secret_kind};
@@ -54,6 +58,8 @@ pub fn secret_name(database: &str) -> String {
 pub(crate) struct Desired<'a> {
     /// Database name on the server.
     pub(crate) name: String,
+    /// The field the name comes from: `spec.databaseName` or `metadata.name`.
+    pub(crate) name_field: &'static str,
     /// Owner role.
     pub(crate) owner: &'a str,
     /// Encoding, when asked for.
@@ -69,37 +75,16 @@ pub(crate) struct Desired<'a> {
 }
 
 impl<'a> Desired<'a> {
-    /// Validates the spec before any SQL.
+    /// Validates the spec before any SQL: every check that needs neither
+    /// the server nor the status. Reconcile and admission both call it, so
+    /// what admission lets in is what reconcile accepts.
     ///
     /// # Errors
     /// `InvalidSpec` naming the first offending field.
-    fn validate(
-        object: &Object,
-        spec: &'a DatabaseSpec,
-        status: &CredentialsStatus,
-        key: &str,
-    ) -> Result<Self, PluginError> {
-        let (name, field) = match &spec.database_name {
-            Some(name) => (name.clone(), "spec.databaseName"),
-            None => (object.name().to_owned(), "metadata.name"),
-        };
-        if field == "metadata.name" {
-            check_identifier(field, &name).map_err(|e| {
-                PluginError::invalid_spec(format!(
-                    "{} (set spec.databaseName to a shorter name)",
-                    e.message
-                ))
-            })?;
-        }
-        check_database_name(field, &name)?;
-        if let Some(previous) = &status.database_name
-            && status.server.as_deref() == Some(key)
-            && *previous != name
-        {
-            return Err(PluginError::invalid_spec(format!(
-                "{field}: {name:?} cannot change after creation (is {previous:?})"
-            )));
-        }
+    pub(crate) fn validate(object: &Object, spec: &'a DatabaseSpec) -> Result<Self, PluginError> {
+        dedicated::check(spec)?;
+        let (name, name_field) = database_name(object, spec);
+        check_name(name_field, &name)?;
         let owner = spec.credentials.username.as_str();
         check_role_name("spec.credentials.username", owner)?;
         for (index, schema) in spec.schemas.iter().enumerate() {
@@ -114,14 +99,17 @@ impl<'a> Desired<'a> {
         if let Some(locale) = &spec.locale {
             check_literal("spec.locale", locale)?;
         }
-        let connection_limit = i64::from(spec.connection_limit.unwrap_or(-1));
-        if connection_limit < -1 {
-            return Err(PluginError::invalid_spec(format!(
-                "spec.connectionLimit: {connection_limit} is below -1 (-1 means no limit)"
-            )));
+        let connection_limit =
+            check_connection_limit("spec.connectionLimit", spec.connection_limit)?;
+        if let Some(rotation) = &spec.credentials.password_rotation {
+            check_interval(
+                "spec.credentials.passwordRotation.interval",
+                &rotation.interval,
+            )?;
         }
         Ok(Self {
             name,
+            name_field,
             owner,
             encoding: spec.encoding.as_deref(),
             locale: spec.locale.as_deref(),
@@ -130,6 +118,46 @@ impl<'a> Desired<'a> {
             connection_limit,
         })
     }
+
+    /// Checks that the name is the one the database was created with on
+    /// server `key`, as recorded in the status.
+    ///
+    /// # Errors
+    /// `InvalidSpec` naming the field of the name.
+    fn check_name_kept(&self, status: &CredentialsStatus, key: &str) -> Result<(), PluginError> {
+        match &status.database_name {
+            Some(previous) if status.server.as_deref() == Some(key) => {
+                unchanged(self.name_field, previous, &self.name)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The database's name on the server and the field it comes from:
+/// `spec.databaseName`, or `metadata.name` when that is unset.
+pub(crate) fn database_name(object: &Object, spec: &DatabaseSpec) -> (String, &'static str) {
+    match &spec.database_name {
+        Some(name) => (name.clone(), "spec.databaseName"),
+        None => (object.name().to_owned(), "metadata.name"),
+    }
+}
+
+/// Checks a database name taken from `field`.
+///
+/// # Errors
+/// `InvalidSpec` naming `field`; for a `metadata.name` too long for
+/// PostgreSQL, saying how to choose another name.
+pub(crate) fn check_name(field: &str, name: &str) -> Result<(), PluginError> {
+    if field == "metadata.name" {
+        check_identifier(field, name).map_err(|e| {
+            PluginError::invalid_spec(format!(
+                "{} (set spec.databaseName to a shorter name)",
+                e.message
+            ))
+        })?;
+    }
+    check_database_name(field, name)
 }
 
 impl Plugin for DatabasePlugin {
@@ -146,12 +174,12 @@ impl Plugin for DatabasePlugin {
         let spec: DatabaseSpec = object.spec()?;
         let status: CredentialsStatus = object.status().unwrap_or_default();
         let namespace = namespace(object)?;
-        dedicated::check(&spec)?;
+        let desired = Desired::validate(object, &spec)?;
         let Some(server_ref) = &spec.server_ref else {
             return dedicated_instance_unsupported(ctx, req, status);
         };
         let key = server_ref.key(namespace);
-        let desired = Desired::validate(object, &spec, &status, &key)?;
+        desired.check_name_kept(&status, &key)?;
         let secret = secret_name(object.name());
         let Some(server) = granted_server(ctx, req, &key)? else {
             let message = not_allowed_message(&key, "Database", namespace);

@@ -188,7 +188,7 @@ pub(crate) fn check_possible(
 
 /// Encoding and locale names as PostgreSQL compares them: case and
 /// punctuation do not matter (`UTF-8` = `utf8`, `en_US.UTF-8` = `en_US.utf8`).
-fn normalize(name: &str) -> String {
+pub(crate) fn normalize(name: &str) -> String {
     name.chars()
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_lowercase())

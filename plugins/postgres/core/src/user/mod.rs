@@ -2,13 +2,15 @@
 //! access profile (`readOnly`, `readWrite`, `owner`), a connection limit, an
 //! expiry, and its own credentials Secret.
 //!
-//! It waits for its Database to be Ready, observes the role and its
-//! privileges with one query inside the database, and plans only what
+//! Its spec is validated at admission too, with the same checks (see
+//! `admission`). It waits for its Database to be Ready, observes the role
+//! and its privileges with one query inside the database, and plans only what
 //! differs: role options, password, missing grants (the whole grant set),
 //! privileges beyond the profile after a downgrade. The role carries the
 //! DatabaseUser's ownership mark (see [`crate::ownership`]); a role another
 //! resource owns, or one that exists without a mark, is refused.
 
+mod admission;
 mod plan;
 
 use std::time::Duration;
@@ -24,10 +26,10 @@ use wasm_operator_sdk::{
 
 use crate::credentials::{Credentials, existing_password};
 use crate::grants::{self, Profile};
-use crate::names::{check_role_name, check_timestamp, ident};
+use crate::names::{check_connection_limit, check_role_name, check_timestamp, ident};
 use crate::outcome::{Changes, READY_REASON, conditions, not_ready, status_is_current};
 use crate::ownership::{ExistingRole, Mark, Owner, claim_role};
-use crate::password::{self, Rotation, rotation_annotation};
+use crate::password::{self, Rotation, check_interval, rotation_annotation};
 use crate::role;
 use crate::rows::{flag, int, list, query_failed, text};
 use crate::servers::{SERVER_NOT_ALLOWED, granted_server, is_granted, not_allowed_message};
@@ -92,16 +94,7 @@ impl Plugin for DatabaseUserPlugin {
         let spec: DatabaseUserSpec = object.spec()?;
         let status: CredentialsStatus = object.status().unwrap_or_default();
         let namespace = namespace(object)?;
-        check_role_name("spec.username", &spec.username)?;
-        if let Some(valid_until) = &spec.valid_until {
-            check_timestamp("spec.validUntil", valid_until)?;
-        }
-        let connection_limit = i64::from(spec.connection_limit.unwrap_or(-1));
-        if connection_limit < -1 {
-            return Err(PluginError::invalid_spec(format!(
-                "spec.connectionLimit: {connection_limit} is below -1 (-1 means no limit)"
-            )));
-        }
+        let connection_limit = check_spec(&spec)?;
         let placement = match placement(ctx, namespace, &spec.database_ref.name)? {
             Ok(placement) => placement,
             Err(message) => {
@@ -116,12 +109,7 @@ impl Plugin for DatabaseUserPlugin {
                 return Ok(response.requeue_after(DATABASE_NOT_READY_RECHECK));
             }
         };
-        if spec.username == placement.owner {
-            return Err(PluginError::invalid_spec(format!(
-                "spec.username: {:?} is the owner role of Database {:?}; choose another name",
-                spec.username, spec.database_ref.name
-            )));
-        }
+        check_not_owner(&spec, &placement.owner)?;
         let key = placement.key.as_str();
         let Some(server) = granted_server(ctx, req, key)? else {
             let message = not_allowed_message(key, "DatabaseUser", namespace);
@@ -326,6 +314,38 @@ impl Plugin for DatabaseUserPlugin {
                 format!("dropping role {user:?} on server {key} (reclaimPolicy Delete)"),
             )))
     }
+}
+
+/// Validates the spec before any lookup: every check that needs neither the
+/// Database nor the server. Reconcile and admission both call it. Returns
+/// the connection limit as PostgreSQL stores it.
+///
+/// # Errors
+/// `InvalidSpec` naming the first offending field.
+pub(crate) fn check_spec(spec: &DatabaseUserSpec) -> Result<i64, PluginError> {
+    check_role_name("spec.username", &spec.username)?;
+    if let Some(valid_until) = &spec.valid_until {
+        check_timestamp("spec.validUntil", valid_until)?;
+    }
+    let connection_limit = check_connection_limit("spec.connectionLimit", spec.connection_limit)?;
+    if let Some(rotation) = &spec.password_rotation {
+        check_interval("spec.passwordRotation.interval", &rotation.interval)?;
+    }
+    Ok(connection_limit)
+}
+
+/// Checks that the role is not the owner role of its Database (`owner`).
+///
+/// # Errors
+/// `InvalidSpec` naming `spec.username`.
+pub(crate) fn check_not_owner(spec: &DatabaseUserSpec, owner: &str) -> Result<(), PluginError> {
+    if spec.username == owner {
+        return Err(PluginError::invalid_spec(format!(
+            "spec.username: {:?} is the owner role of Database {:?}; choose another name",
+            spec.username, spec.database_ref.name
+        )));
+    }
+    Ok(())
 }
 
 /// Finds the role's server, database and owner from its Database; `Ok(Err)`

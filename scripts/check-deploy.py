@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Renders every kustomization under deploy/ and validates every object strictly.
+
+Built-in kinds are checked against the official Kubernetes schemas
+(kubernetes-validate --strict: unknown fields are errors), custom resources
+against the project's own CRD schemas (crds/, plus any CRD a file brings),
+with unknown fields refused as `kubectl apply --validate=strict` refuses them.
+The example manifests under plugins/ are checked too.
+
+A self-test first proves the check is not vacuous: a copy with a wrong field
+in a Deployment and in a ReconcilerPlugin must be refused.
+
+Needs kubectl (kustomize is built in) and `pip install kubernetes-validate`.
+"""
+
+import copy
+import pathlib
+import subprocess
+import sys
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The oldest Kubernetes the manifests claim to support, and the newest the
+# installed kubernetes-validate knows.
+KUBERNETES_VERSIONS = ("1.31.0", kubernetes_validate.latest_version())
+
+
+def kustomizations():
+    """Every directory under deploy/ with a kustomization that is not a Component."""
+    for path in sorted((ROOT / "deploy").rglob("kustomization.yaml")):
+        if yaml.safe_load(path.read_text()).get("kind") != "Component":
+            yield path.parent
+
+
+def render(directory):
+    output = subprocess.run(
+        ["kubectl", "kustomize", str(directory)], check=True, capture_output=True, text=True
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(output) if doc]
+
+
+def load(path):
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def strict(schema):
+    """The CRD schema as the API server applies it with strict field validation."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node):
+        if not isinstance(node, dict):
+            return
+        if (
+            node.get("type") == "object"
+            and "properties" in node
+            and "additionalProperties" not in node
+            and not node.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            node["additionalProperties"] = False
+        for value in node.values():
+            if isinstance(value, dict):
+                walk(value)
+            elif isinstance(value, list):
+                for item in value:
+                    walk(item)
+
+    walk(schema)
+    # apiVersion, kind and metadata are the API server's, not the schema's.
+    properties = schema.setdefault("properties", {})
+    for field in ("apiVersion", "kind", "metadata"):
+        properties.setdefault(field, {})
+    return schema
+
+
+def crd_schemas(documents):
+    schemas = {}
+    for doc in documents:
+        if doc.get("kind") != "CustomResourceDefinition":
+            continue
+        group = doc["spec"]["group"]
+        kind = doc["spec"]["names"]["kind"]
+        for version in doc["spec"]["versions"]:
+            api_version = f"{group}/{version['name']}"
+            schemas[(api_version, kind)] = strict(version["schema"]["openAPIV3Schema"])
+    return schemas
+
+
+def errors(doc, schemas):
+    """What is wrong with `doc`, as text; empty when it is valid."""
+    key = (doc.get("apiVersion"), doc.get("kind"))
+    if key in schemas:
+        found = sorted(
+            jsonschema.Draft7Validator(schemas[key]).iter_errors(doc), key=lambda e: e.path
+        )
+        return [f"{'.'.join(map(str, e.path)) or '(root)'}: {e.message}" for e in found]
+    problems = []
+    for version in KUBERNETES_VERSIONS:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            where = ".".join(map(str, error.path)) or "(root)"
+            problems.append(f"Kubernetes {version}: {where}: {error.message}")
+        except kubernetes_validate.SchemaNotFoundError:
+            problems.append(f"no schema for {key[1]} {key[0]} in Kubernetes {version} or crds/")
+    return problems
+
+
+def name(doc):
+    meta = doc.get("metadata", {})
+    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{doc.get('kind')} {where}{meta.get('name')}"
+
+
+def self_test(documents, schemas):
+    """A wrong field in a copy must be refused, for a built-in kind and a custom one."""
+    for kind, field in (("Deployment", "replicaz"), ("ReconcilerPlugin", "sourcee")):
+        doc = copy.deepcopy(next(d for d in documents if d["kind"] == kind))
+        doc["spec"][field] = 2
+        if not errors(doc, schemas):
+            sys.exit(f"check-deploy: self-test failed: a {kind} with spec.{field} was accepted")
+    print("check-deploy: self-test: a wrong field in a Deployment and in a ReconcilerPlugin is refused")
+
+
+def main():
+    base = crd_schemas(load_all(ROOT / "crds"))
+    failed = 0
+    checked = 0
+    rendered = {}
+    for directory in kustomizations():
+        rendered[directory] = render(directory)
+    extra = [p for p in sorted((ROOT / "plugins").rglob("*.yaml")) if "target" not in p.parts]
+    extra_docs = {path: load(path) for path in extra}
+    schemas = dict(base)
+    for documents in list(rendered.values()) + list(extra_docs.values()):
+        schemas.update(crd_schemas(documents))
+    self_test(next(iter(rendered.values())) + sum(extra_docs.values(), []), schemas)
+    sources = [(d.relative_to(ROOT), docs) for d, docs in rendered.items()]
+    sources += [(p.relative_to(ROOT), docs) for p, docs in extra_docs.items()]
+    for source, documents in sources:
+        for doc in documents:
+            checked += 1
+            for problem in errors(doc, schemas):
+                failed += 1
+                print(f"check-deploy: {source}: {name(doc)}: {problem}", file=sys.stderr)
+        print(f"check-deploy: {source}: {len(documents)} objects")
+    if failed:
+        sys.exit(f"check-deploy: {failed} problems in {checked} objects")
+    print(f"check-deploy: {checked} objects valid (Kubernetes {' and '.join(KUBERNETES_VERSIONS)} schemas, strict; custom resources against crds/)")
+
+
+def load_all(directory):
+    documents = []
+    for path in sorted(directory.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            documents += load(path)
+    return documents
+
+
+if __name__ == "__main__":
+    main()
