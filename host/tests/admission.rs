@@ -342,13 +342,21 @@ async fn apply_database(client: &Client, namespace: &str, object: Value) -> Resu
     );
     let object: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
     let name = object.metadata.name.clone().unwrap();
-    let result = match api.get_opt(&name).await.unwrap() {
-        Some(stored) => {
-            let mut object = object;
-            object.metadata.resource_version = stored.metadata.resource_version;
-            api.replace(&name, &PostParams::default(), &object).await
+    // The operator writes the object too (finalizer, status): a replace
+    // that lost the race is retried on the newer version, as kubectl does.
+    let result = loop {
+        let result = match api.get_opt(&name).await.unwrap() {
+            Some(stored) => {
+                let mut object = object.clone();
+                object.metadata.resource_version = stored.metadata.resource_version;
+                api.replace(&name, &PostParams::default(), &object).await
+            }
+            None => api.create(&PostParams::default(), &object).await,
+        };
+        match result {
+            Err(kube::Error::Api(status)) if status.code == 409 && status.reason == "Conflict" => {}
+            other => break other,
         }
-        None => api.create(&PostParams::default(), &object).await,
     };
     result
         .map(|stored| serde_json::to_value(stored).unwrap())
