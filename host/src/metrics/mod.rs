@@ -7,6 +7,8 @@
 //! labels, so the number of series stays bounded however a plugin
 //! misbehaves.
 
+mod admission;
+mod buckets;
 mod labels;
 
 use std::time::{Duration, Instant};
@@ -14,36 +16,22 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use labels::{
-    AdmissionLabels, ErrorLabels, ExportLabels, LoadLabels, OperationLabels, OutcomeLabels,
-    PluginKindLabels, ReasonLabels, TrapLabels, VerbLabels,
-};
 pub use labels::{BindingLabels, Export, Outcome, WriteVerb};
+use labels::{
+    ErrorLabels, ExportLabels, LoadLabels, OutcomeLabels, PluginKindLabels, ReasonLabels,
+    TrapLabels, VerbLabels,
+};
+
+use admission::AdmissionMetrics;
+use buckets::{HistogramFamily, lifecycle_histogram, plugin_call_histogram, reconcile_histogram};
 
 use crate::runtime::{CallError, LoadSource};
 
 /// The prefix of every series name.
 const PREFIX: &str = "wasm_operator";
-
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
-
-/// Buckets of a whole reconcile: 5 ms to about 20 s.
-fn reconcile_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.005, 2.0, 13))
-}
-
-/// Buckets of one plugin call: 0.25 ms to about 4 s (the default deadline is well inside).
-fn plugin_call_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
-}
-
-/// Buckets of a plugin swap or load: 10 ms to about 40 s.
-fn lifecycle_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.01, 2.0, 13))
-}
 
 /// The operator's metrics; share it in an `Arc`.
 ///
@@ -65,9 +53,7 @@ pub struct Metrics {
     writes: Family<VerbLabels, Counter>,
     events_dropped: Family<ReasonLabels, Counter>,
     plugin_queries: Family<ReasonLabels, Counter>,
-    admission_requests: Family<AdmissionLabels, Counter>,
-    admission_duration: HistogramFamily<OperationLabels>,
-    admission_failures: Family<ReasonLabels, Counter>,
+    admission: AdmissionMetrics,
 }
 
 impl Default for Metrics {
@@ -172,26 +158,7 @@ impl Metrics {
             "Read-only queries plugins ran through the sql import, by outcome (reason: ok, error)",
             plugin_queries.clone(),
         );
-        let admission_requests = Family::default();
-        registry.register(
-            "admission_requests",
-            "Admission reviews answered, by binding, operation and whether they were allowed",
-            admission_requests.clone(),
-        );
-        let admission_duration: HistogramFamily<_> =
-            Family::new_with_constructor(plugin_call_histogram);
-        registry.register_with_unit(
-            "admission_duration",
-            "Duration of answering one admission review, the plugin call included, by binding and operation",
-            Unit::Seconds,
-            admission_duration.clone(),
-        );
-        let admission_failures = Family::default();
-        registry.register(
-            "admission_failures",
-            "Admission reviews denied because no decision could be made, by binding and reason (NotInService, NotExported, a plugin call failure such as DeadlineExceeded or MemoryLimit, InvalidPatch, ...)",
-            admission_failures.clone(),
-        );
+        let admission = AdmissionMetrics::register(&mut registry);
         Self {
             registry,
             reconciles,
@@ -208,9 +175,7 @@ impl Metrics {
             writes,
             events_dropped,
             plugin_queries,
-            admission_requests,
-            admission_duration,
-            admission_failures,
+            admission,
         }
     }
 
@@ -223,30 +188,13 @@ impl Metrics {
         allowed: bool,
         duration: Duration,
     ) {
-        self.admission_requests
-            .get_or_create(&AdmissionLabels {
-                binding: who.clone(),
-                operation,
-                allowed: if allowed { "true" } else { "false" },
-            })
-            .inc();
-        self.admission_duration
-            .get_or_create(&OperationLabels {
-                binding: who.clone(),
-                operation,
-            })
-            .observe(duration.as_secs_f64());
+        self.admission.record(who, operation, allowed, duration);
     }
 
     /// Counts an admission review denied because no decision could be
     /// made, by a bounded `reason`.
     pub fn record_admission_failure(&self, who: &BindingLabels, reason: &'static str) {
-        self.admission_failures
-            .get_or_create(&ReasonLabels {
-                binding: who.clone(),
-                reason,
-            })
-            .inc();
+        self.admission.record_failure(who, reason);
     }
 
     /// Counts a read-only query a plugin ran, by `outcome` (`ok`, `error`).
