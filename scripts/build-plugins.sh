@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds every plugin component (the example, its version 2 for the hot-swap
-# tests, and the hostile test guests) for wasm32-wasip2 with the `plugin`
-# profile and copies them to <repo>/target/plugins/<package>.wasm. Also builds
+# tests, the contract-version test guests — one built against the frozen WIT
+# 0.1.0, one admission-only — and the hostile test guests) for wasm32-wasip2
+# with the `plugin` profile and copies them to
+# <repo>/target/plugins/<package>.wasm. Also builds
 # the SDK's admission example (a component exporting `admission` too) as
 # target/plugins/example-admission.wasm.
 #
@@ -37,7 +39,10 @@ package_name() {
     sed -n 's/^name[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$1/Cargo.toml" | head -n 1
 }
 
-packages=("$(package_name plugins/example)" "$(package_name host/tests/plugins/swap-v2)")
+packages=("$(package_name plugins/example)")
+for dir in host/tests/plugins/swap-v2 host/tests/plugins/compat-v0-1 host/tests/plugins/admission-only; do
+    packages+=("$(package_name "$dir")")
+done
 for dir in plugins/postgres/server plugins/postgres/database plugins/postgres/user plugins/postgres/inject; do
     packages+=("$(package_name "$dir")")
 done

@@ -4,16 +4,23 @@
 Built-in kinds are checked against the official Kubernetes schemas
 (kubernetes-validate --strict: unknown fields are errors), custom resources
 against the project's own CRD schemas (crds/, plus any CRD a file brings),
-with unknown fields refused as `kubectl apply --validate=strict` refuses them.
-The example manifests under plugins/ are checked too.
+and third-party kinds (cert-manager's Certificate and Issuer, the Prometheus
+operator's ServiceMonitor, PodMonitor and PrometheusRule) against the
+schemas vendored in deploy/schemas/ (see its README), all with unknown
+fields refused as `kubectl apply --validate=strict` refuses them. A kind
+with no schema at all is an error. The example manifests under plugins/ and the
+manifests of deploy/e2e/ are checked too.
 
 A self-test first proves the check is not vacuous: a copy with a wrong field
-in a Deployment and in a ReconcilerPlugin must be refused.
+in a Deployment and in a ReconcilerPlugin must be refused, and for each
+vendored kind a minimal valid object passes while copies with a wrong field
+(at the top of spec and deeper) are refused.
 
 Needs kubectl (kustomize is built in) and `pip install kubernetes-validate`.
 """
 
 import copy
+import json
 import pathlib
 import subprocess
 import sys
@@ -88,6 +95,42 @@ def crd_schemas(documents):
     return schemas
 
 
+def vendored_schemas():
+    """The third-party kinds' schemas under deploy/schemas/, made strict."""
+    schemas = {}
+    for path in sorted((ROOT / "deploy" / "schemas").glob("*.json")):
+        schema = json.loads(path.read_text())
+        source = schema.pop("x-source")
+        schemas[(source["apiVersion"], source["kind"])] = strict(schema)
+    return schemas
+
+
+# For each vendored kind: a minimal valid object, and where a wrong field
+# goes in copies of it (a path of keys and list indexes, then the field).
+VENDORED_SAMPLES = {
+    ("cert-manager.io/v1", "Certificate"): (
+        {"spec": {"secretName": "s", "dnsNames": ["a.b.svc"], "issuerRef": {"name": "ca", "kind": "Issuer"}}},
+        [(["spec"], "dnsNamez"), (["spec", "issuerRef"], "kindd")],
+    ),
+    ("cert-manager.io/v1", "Issuer"): (
+        {"spec": {"ca": {"secretName": "ca"}}},
+        [(["spec"], "selfSignd"), (["spec", "ca"], "secretNam")],
+    ),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): (
+        {"spec": {"selector": {"matchLabels": {"a": "b"}}, "endpoints": [{"port": "http", "path": "/metrics"}]}},
+        [(["spec"], "endpoint"), (["spec", "endpoints", 0], "portt")],
+    ),
+    ("monitoring.coreos.com/v1", "PodMonitor"): (
+        {"spec": {"selector": {"matchLabels": {"a": "b"}}, "podMetricsEndpoints": [{"port": "http"}]}},
+        [(["spec"], "podMetricEndpoints"), (["spec", "podMetricsEndpoints", 0], "intervall")],
+    ),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): (
+        {"spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up == 0", "for": "5m"}]}]}},
+        [(["spec"], "group"), (["spec", "groups", 0, "rules", 0], "expression")],
+    ),
+}
+
+
 def errors(doc, schemas):
     """What is wrong with `doc`, as text; empty when it is valid."""
     key = (doc.get("apiVersion"), doc.get("kind"))
@@ -115,23 +158,47 @@ def name(doc):
 
 
 def self_test(documents, schemas):
-    """A wrong field in a copy must be refused, for a built-in kind and a custom one."""
+    """A wrong field in a copy must be refused, for a built-in kind, a custom
+    one and every vendored third-party kind."""
     for kind, field in (("Deployment", "replicaz"), ("ReconcilerPlugin", "sourcee")):
         doc = copy.deepcopy(next(d for d in documents if d["kind"] == kind))
         doc["spec"][field] = 2
         if not errors(doc, schemas):
             sys.exit(f"check-deploy: self-test failed: a {kind} with spec.{field} was accepted")
-    print("check-deploy: self-test: a wrong field in a Deployment and in a ReconcilerPlugin is refused")
+    vendored = vendored_schemas()
+    missing = sorted(set(VENDORED_SAMPLES) - set(vendored))
+    if missing:
+        sys.exit(f"check-deploy: self-test failed: no schema in deploy/schemas/ for {missing}")
+    for (api_version, kind), (sample, wrong) in VENDORED_SAMPLES.items():
+        doc = {"apiVersion": api_version, "kind": kind, "metadata": {"name": "x", "namespace": "y"}}
+        doc.update(copy.deepcopy(sample))
+        problems = errors(doc, schemas)
+        if problems:
+            sys.exit(f"check-deploy: self-test failed: a minimal valid {kind} was refused: {problems}")
+        for path, field in wrong:
+            bad = copy.deepcopy(doc)
+            node = bad
+            for key in path:
+                node = node[key]
+            node[field] = "x"
+            if not errors(bad, schemas):
+                where = ".".join(map(str, path + [field]))
+                sys.exit(f"check-deploy: self-test failed: a {kind} with {where} was accepted")
+    kinds = ", ".join(kind for _, kind in VENDORED_SAMPLES)
+    print(f"check-deploy: self-test: a wrong field in a Deployment, a ReconcilerPlugin, {kinds} is refused")
 
 
 def main():
     base = crd_schemas(load_all(ROOT / "crds"))
+    base.update(vendored_schemas())
     failed = 0
     checked = 0
     rendered = {}
     for directory in kustomizations():
         rendered[directory] = render(directory)
     extra = [p for p in sorted((ROOT / "plugins").rglob("*.yaml")) if "target" not in p.parts]
+    # The manifests deploy/e2e/run.sh applies besides the rendered overlay.
+    extra += sorted((ROOT / "deploy" / "e2e").glob("*.yaml"))
     extra_docs = {path: load(path) for path in extra}
     schemas = dict(base)
     for documents in list(rendered.values()) + list(extra_docs.values()):
@@ -148,7 +215,7 @@ def main():
         print(f"check-deploy: {source}: {len(documents)} objects")
     if failed:
         sys.exit(f"check-deploy: {failed} problems in {checked} objects")
-    print(f"check-deploy: {checked} objects valid (Kubernetes {' and '.join(KUBERNETES_VERSIONS)} schemas, strict; custom resources against crds/)")
+    print(f"check-deploy: {checked} objects valid (Kubernetes {' and '.join(KUBERNETES_VERSIONS)} schemas, strict; custom resources against crds/ and deploy/schemas/)")
 
 
 def load_all(directory):

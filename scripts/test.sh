@@ -15,7 +15,7 @@ step "PostgreSQL (the SQL tests start throwaway servers: Debian's, and 14 + 16 f
 scripts/install-postgres.sh
 export WASM_OPERATOR_PG_REQUIRE="${WASM_OPERATOR_PG_REQUIRE:-14 16}"
 
-step "deploy tools (umoci for the image, kubernetes-validate for the manifests)"
+step "deploy tools (umoci for the image, kubernetes-validate for the manifests; promtool comes with the monitoring step)"
 command -v kubectl >/dev/null || { echo "kubectl is missing (it renders deploy/ with its built-in kustomize)" >&2; exit 1; }
 command -v umoci >/dev/null || apt-get install -y -q umoci >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q umoci >/dev/null; }
 python3 -c "import kubernetes_validate" 2>/dev/null || python3 -m pip install -q kubernetes-validate
@@ -28,13 +28,20 @@ python3 scripts/check-module-graph.py >/dev/null
 
 step "deploy manifests (every kustomization rendered and validated strictly)"
 python3 scripts/check-deploy.py
+command -v shellcheck >/dev/null || apt-get install -y -q shellcheck >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q shellcheck >/dev/null; }
+shellcheck deploy/e2e/run.sh   # the real-cluster script: nothing here can run it
+
+step "monitoring (promtool: alert rules, their unit tests, dashboard queries)"
+scripts/check-monitoring.sh --no-scrape
+# The e2e scrape test runs promtool on a real scrape; required here, not skipped.
+export WASM_OPERATOR_REQUIRE_PROMTOOL=1
 
 step "cargo clippy (host target)"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
 step "cargo clippy (plugins, wasm32-wasip2)"
 plugin_packages=(-p wasm-operator-sdk -p example-plugin -p swap-v2-plugin)
-plugin_packages+=(-p postgres-plugins -p postgres-server-plugin -p postgres-database-plugin -p postgres-user-plugin -p postgres-inject-plugin)
+plugin_packages+=(-p postgres-plugins -p postgres-server-plugin -p postgres-database-plugin -p postgres-user-plugin -p postgres-inject-plugin -p compat-v0-1-plugin -p admission-only-plugin)
 for dir in host/tests/plugins/hostile/*/; do
   plugin_packages+=(-p "$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n1)")
 done

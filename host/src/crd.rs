@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use kube::CustomResourceExt;
 use schemars::JsonSchema;
@@ -57,6 +57,67 @@ pub struct ReconcilerPluginSpec {
     /// and what it requests in `describe`.
     #[serde(default)]
     pub grants: GrantsSpec,
+    /// How the API server calls this binding's admission webhooks, when its
+    /// component exports `admission` (unset: the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<AdmissionSpec>,
+}
+
+/// How the API server treats a binding's admission webhooks.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionSpec {
+    /// What happens when the plugin cannot decide (error, trap, deadline)
+    /// or the operator cannot be reached: `Fail` (default) denies, `Ignore`
+    /// allows with a warning naming the binding and the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_policy: Option<FailurePolicy>,
+    /// How long the API server waits for an answer, in seconds (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 30))]
+    pub timeout_seconds: Option<u8>,
+    /// Namespaces the webhooks apply to, in addition to the default that
+    /// leaves out the operator's own namespace and `kube-system` (both must
+    /// match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+/// A webhook's `failurePolicy`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum FailurePolicy {
+    /// Deny when the plugin cannot decide.
+    #[default]
+    Fail,
+    /// Allow, with a warning, when the plugin cannot decide.
+    Ignore,
+}
+
+impl FailurePolicy {
+    /// The name the API server uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fail => "Fail",
+            Self::Ignore => "Ignore",
+        }
+    }
+}
+
+/// The default `timeoutSeconds` of a binding's webhooks.
+pub const DEFAULT_ADMISSION_TIMEOUT_SECONDS: u8 = 5;
+
+impl AdmissionSpec {
+    /// The failure policy, defaulted.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.failure_policy.unwrap_or_default()
+    }
+
+    /// `timeoutSeconds`, defaulted and clamped to what the API server accepts.
+    pub fn timeout_seconds(&self) -> u8 {
+        self.timeout_seconds
+            .unwrap_or(DEFAULT_ADMISSION_TIMEOUT_SECONDS)
+            .clamp(1, 30)
+    }
 }
 
 /// Where a plugin component is loaded from: exactly one of the fields.

@@ -53,11 +53,15 @@ pub enum HttpError {
 
 /// Whether the operator is ready to serve, and if not, why.
 ///
-/// The flag and its reason change together under one lock, so `/readyz`
-/// never shows a reason that does not belong to the current state.
+/// Two gates: the operator's own state, and whether the API server can
+/// call this replica's webhooks (the certificate it serves chains to the
+/// `caBundle` in place). The flags and their reasons change together under
+/// one lock, so `/readyz` never shows a reason that does not belong to the
+/// current state.
 #[derive(Debug)]
 pub struct Readiness {
     not_ready: Mutex<Option<Cow<'static, str>>>,
+    webhooks: Mutex<Option<String>>,
 }
 
 impl Readiness {
@@ -65,7 +69,14 @@ impl Readiness {
     pub fn not_ready(reason: impl Into<Cow<'static, str>>) -> Self {
         Self {
             not_ready: Mutex::new(Some(reason.into())),
+            webhooks: Mutex::new(None),
         }
+    }
+
+    /// Sets the webhook gate: `Err` with why the API server cannot call
+    /// this replica's webhooks yet, `Ok` once it can.
+    pub fn set_webhooks(&self, state: Result<(), String>) {
+        *self.webhooks.lock().unwrap_or_else(PoisonError::into_inner) = state.err();
     }
 
     /// Marks the operator ready.
@@ -83,9 +94,12 @@ impl Readiness {
     /// # Errors
     /// The reason given when the operator was last marked not ready.
     pub fn check(&self) -> Result<(), String> {
-        match &*self.lock() {
+        if let Some(reason) = &*self.lock() {
+            return Err(reason.to_string());
+        }
+        match &*self.webhooks.lock().unwrap_or_else(PoisonError::into_inner) {
             None => Ok(()),
-            Some(reason) => Err(reason.to_string()),
+            Some(reason) => Err(reason.clone()),
         }
     }
 

@@ -8,6 +8,7 @@
 //! `resourceVersion` just read, so of two candidates racing for it exactly
 //! one write succeeds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -17,6 +18,8 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::metrics::Metrics;
 
 /// Default time a Lease stays valid after its last renewal.
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -213,6 +216,7 @@ pub struct LeaderElector {
     api: Api<Lease>,
     config: LeaseConfig,
     leading: watch::Sender<bool>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl LeaderElector {
@@ -232,7 +236,19 @@ impl LeaderElector {
             api: Api::namespaced(client, &config.namespace),
             config,
             leading: watch::Sender::new(false),
+            metrics: None,
         })
+    }
+
+    /// Shows leadership in `metrics` as client-go does:
+    /// `leader_election_master_status{name=<Lease name>}` is 1 while this
+    /// replica leads and 0 while it stands by (from now on, before the
+    /// first attempt).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        metrics.set_leader(&self.config.name, *self.leading.borrow());
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Whether this replica leads, now and as it changes.
@@ -315,6 +331,9 @@ impl LeaderElector {
     }
 
     fn set_leading(&self, leading: bool) {
+        if let Some(metrics) = &self.metrics {
+            metrics.set_leader(&self.config.name, leading);
+        }
         self.leading.send_if_modified(|current| {
             let changed = *current != leading;
             if changed {

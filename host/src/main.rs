@@ -105,8 +105,10 @@ struct RunArgs {
     )]
     webhook_addr: std::net::SocketAddr,
     /// Directory with tls.crt and tls.key for the webhooks (e.g. a mounted
-    /// cert-manager Secret), reloaded when they change; without it a
-    /// certificate for the webhook Service is generated at start.
+    /// cert-manager Secret), reloaded when they change; caBundle is then
+    /// left to whoever made them (see --webhook-cert-manager-certificate).
+    /// Without it the replicas share a CA and serving certificate for the
+    /// webhook Service through the Secret --webhook-secret-name.
     #[arg(long, env = "WASM_OPERATOR_WEBHOOK_CERT_DIR")]
     webhook_cert_dir: Option<PathBuf>,
     /// Name of the Service in front of the webhooks.
@@ -119,6 +121,34 @@ struct RunArgs {
     /// Namespace of that Service (default: the Lease namespace).
     #[arg(long, env = "WASM_OPERATOR_WEBHOOK_SERVICE_NAMESPACE")]
     webhook_service_namespace: Option<String>,
+    /// Port of that Service, as the webhook configurations name it.
+    #[arg(
+        long,
+        env = "WASM_OPERATOR_WEBHOOK_SERVICE_PORT",
+        default_value_t = 443
+    )]
+    webhook_service_port: u16,
+    /// Secret (in the Lease namespace, the operator's) holding the shared
+    /// webhook CA and serving certificate; created by the first replica.
+    #[arg(
+        long,
+        env = "WASM_OPERATOR_WEBHOOK_SECRET_NAME",
+        default_value = "wasm-operator-webhook-tls"
+    )]
+    webhook_secret_name: String,
+    /// Lifetime of a generated serving certificate, in seconds; the leader
+    /// renews it at two thirds of it (the CA lives ten times longer).
+    #[arg(long, env = "WASM_OPERATOR_WEBHOOK_CERT_LIFETIME_SECONDS", default_value_t = wasm_operator::admission::certificates::DEFAULT_LIFETIME.as_secs())]
+    webhook_cert_lifetime_seconds: u64,
+    /// With --webhook-cert-dir: the cert-manager Certificate
+    /// (namespace/name) whose CA cert-manager's CA injector puts into the
+    /// webhook configurations (annotation cert-manager.io/inject-ca-from).
+    #[arg(
+        long,
+        env = "WASM_OPERATOR_WEBHOOK_CERT_MANAGER_CERTIFICATE",
+        requires = "webhook_cert_dir"
+    )]
+    webhook_cert_manager_certificate: Option<String>,
 }
 
 impl From<RunArgs> for operator::Config {
@@ -142,6 +172,12 @@ impl From<RunArgs> for operator::Config {
             webhook_cert_dir: args.webhook_cert_dir,
             webhook_service_name: args.webhook_service_name,
             webhook_service_namespace,
+            webhook_service_port: args.webhook_service_port,
+            webhook_secret_name: args.webhook_secret_name,
+            webhook_cert_lifetime: std::time::Duration::from_secs(
+                args.webhook_cert_lifetime_seconds.max(3),
+            ),
+            webhook_cert_manager_certificate: args.webhook_cert_manager_certificate,
         }
     }
 }

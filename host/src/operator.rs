@@ -1,6 +1,8 @@
-//! `wasm-operator run`: while this replica leads, keeps one controller per
-//! binding on the binding's newest good version (see [`crate::binding`]),
-//! with health and metrics endpoints, until SIGTERM or SIGINT.
+//! `wasm-operator run`: every replica follows every binding and serves its
+//! admission webhooks; while this replica leads, it also keeps one
+//! controller per binding on the binding's newest good version (see
+//! [`crate::binding`]) and registers the webhooks, with health and metrics
+//! endpoints, until SIGTERM or SIGINT.
 //!
 //! Shutdown runs in an order that keeps two replicas from reconciling at
 //! once: stop taking work, let reconciles in flight finish (at most the
@@ -8,7 +10,9 @@
 //! over at once but never next to a reconcile of ours.
 //!
 //! The admission webhooks are served by every replica from the start, not
-//! only by the leader; see [`crate::admission`].
+//! only by the leader, from the versions each replica loads itself (read
+//! only: no status, no events, no controllers while following); see
+//! [`crate::admission`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,7 +25,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::admission::{self, AdmissionState, ApiReads, ServingCertificate, TlsError};
+use crate::admission::{
+    self, AdmissionState, ApiReads, CaSource, CertificateConfig, CertificateError, Keeper,
+    Registrar, RegistrationConfig, ServingCertificate, TlsError,
+};
 use crate::binding::{
     InService, LiveBinding, ReloadError, Reloader, Shutdown, StartController, shutdown_signal,
 };
@@ -71,6 +78,17 @@ pub struct Config {
     pub webhook_service_name: String,
     /// The namespace of that Service.
     pub webhook_service_namespace: String,
+    /// The port of that Service the configurations name.
+    pub webhook_service_port: u16,
+    /// The Secret in the operator's namespace (the Lease namespace) that
+    /// holds the shared CA and serving certificate, without a cert dir.
+    pub webhook_secret_name: String,
+    /// The lifetime of a generated serving certificate (renewed at two
+    /// thirds of it).
+    pub webhook_cert_lifetime: Duration,
+    /// With a cert dir: the cert-manager Certificate (`namespace/name`)
+    /// whose CA cert-manager's CA injector puts into the configurations.
+    pub webhook_cert_manager_certificate: Option<String>,
 }
 
 /// Why the operator stopped before it was asked to, or could not stop cleanly.
@@ -91,6 +109,10 @@ pub enum OperatorError {
     /// The webhooks' serving certificate could not be set up.
     #[error("cannot serve admission webhooks: {0}")]
     WebhookTls(#[from] TlsError),
+    /// The shared webhook certificate could not be read or created
+    /// (boxed: it is large, and rare).
+    #[error("cannot serve admission webhooks: {0}")]
+    WebhookCertificate(#[source] Box<CertificateError>),
     /// SIGTERM and SIGINT could not be caught.
     #[error("cannot catch SIGTERM and SIGINT: {0}")]
     Signals(#[source] std::io::Error),
@@ -145,9 +167,6 @@ pub async fn run(config: Config, runtime: Runtime) -> Result<(), OperatorError> 
         release.clone(),
     ));
 
-    let in_service = InService::default();
-    let webhook_task = serve_webhooks(&config, &client, &in_service, &metrics, &release).await?;
-
     // Without leader election this replica always leads; the sender is kept
     // for the whole run so the receiver never reports it gone.
     let (_always_leading, always) = watch::channel(true);
@@ -157,7 +176,7 @@ pub async fn run(config: Config, runtime: Runtime) -> Result<(), OperatorError> 
         let lease = LeaseConfig::new(&config.lease_namespace, &config.lease_name, &identity)
             .lease_duration(config.lease_duration)
             .renew_period(Duration::from_secs((lease_seconds / 3).max(1)));
-        let elector = LeaderElector::new(client.clone(), lease)?;
+        let elector = LeaderElector::new(client.clone(), lease)?.with_metrics(Arc::clone(&metrics));
         let leadership = elector.leadership();
         let task = tokio::spawn(elector.run(release.clone()));
         tracing::info!(%identity, lease = %format!("{}/{}", config.lease_namespace, config.lease_name), "leader election started");
@@ -166,53 +185,60 @@ pub async fn run(config: Config, runtime: Runtime) -> Result<(), OperatorError> 
         (always, None)
     };
 
+    let in_service = InService::default();
+    let webhooks = Webhooks {
+        client: &client,
+        in_service: &in_service,
+        metrics: &metrics,
+        readiness: &readiness,
+        leading: &leadership,
+        stop: &release,
+    };
+    let webhook_task = serve_webhooks(&config, webhooks).await?;
+
     let settings = Settings {
         resync: config.resync,
         ..Settings::default()
     };
     let servers = ServerDirectory::new(client.clone());
     let runtime = Arc::new(runtime);
-    let outcome = loop {
+    // One reloader for the whole run: every replica loads every binding
+    // (for admission); controllers run only while this replica leads.
+    let (term_tx, term_rx) = watch::channel(false);
+    let reloader = Reloader::new(
+        client.clone(),
+        Arc::clone(&runtime),
+        Arc::clone(&metrics),
+        &settings.reporter,
+        controller_starter(&client, &settings, &metrics, &servers),
+        in_service.clone(),
+        leadership.clone(),
+    );
+    let controllers = reloader.start(shutdown_signal(term_rx)).await?;
+    readiness.set_ready();
+    loop {
         // Wait to lead (or to stop).
         tokio::select! {
-            changed = leadership.wait_for(|leading| *leading) => { if changed.is_err() { break Ok(()); } }
-            () = stop.clone() => break Ok(()),
+            changed = leadership.wait_for(|leading| *leading) => { if changed.is_err() { break; } }
+            () = stop.clone() => break,
         }
         tracing::info!("leading: starting controllers");
-        let (term_tx, term_rx) = watch::channel(false);
-        let reloader = Reloader::new(
-            client.clone(),
-            Arc::clone(&runtime),
-            Arc::clone(&metrics),
-            &settings.reporter,
-            controller_starter(&client, &settings, &metrics, &servers),
-            in_service.clone(),
-        );
-        let mut controllers = reloader.start(shutdown_signal(term_rx)).await?;
-        readiness.set_ready();
-        let stopping = tokio::select! {
-            _ = leadership.wait_for(|leading| !*leading) => false,
-            () = stop.clone() => true,
-        };
-        if !stopping {
-            tracing::warn!("lost leadership: stopping controllers");
-            readiness.set_not_ready("not leading");
-            let _ = term_tx.send(true);
-            // A signal while they stop turns this into the shutdown below.
-            tokio::select! {
-                _ = &mut controllers => continue,
-                () = stop.clone() => {}
+        tokio::select! {
+            _ = leadership.wait_for(|leading| !*leading) => {
+                // The reloader stops the controllers; admission goes on.
+                tracing::warn!("lost leadership: stopping controllers");
             }
+            () = stop.clone() => break,
         }
-        readiness.set_not_ready("shutting down");
-        let _ = term_tx.send(true);
-        break drain(
-            controllers,
-            config.shutdown_grace,
-            signalled(signals.clone(), 2),
-        )
-        .await;
-    };
+    }
+    readiness.set_not_ready("shutting down");
+    let _ = term_tx.send(true);
+    let outcome = drain(
+        controllers,
+        config.shutdown_grace,
+        signalled(signals.clone(), 2),
+    )
+    .await;
     // A second signal asked to stop now: successors wait for the Lease to
     // expire rather than for a release.
     outcome?;
@@ -228,23 +254,96 @@ pub async fn run(config: Config, runtime: Runtime) -> Result<(), OperatorError> 
     Ok(())
 }
 
+/// What serving the webhooks shares with the rest of the operator.
+struct Webhooks<'a> {
+    client: &'a Client,
+    in_service: &'a InService,
+    metrics: &'a Arc<Metrics>,
+    readiness: &'a Arc<Readiness>,
+    leading: &'a watch::Receiver<bool>,
+    stop: &'a Shutdown,
+}
+
+/// How often each replica checks that the API server can call it.
+const WEBHOOK_READINESS_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Starts serving the admission webhooks until `stop`, with the
-/// certificate of `--webhook-cert-dir` (watched for changes) or a
-/// generated one.
+/// certificate of `--webhook-cert-dir` (watched for changes) or the one
+/// the replicas share through a Secret (renewed by the leader); has the
+/// leader register the configurations, and keeps the webhook gate of
+/// `/readyz` on whether they trust the certificate this replica serves.
 async fn serve_webhooks(
     config: &Config,
-    client: &Client,
-    in_service: &InService,
-    metrics: &Arc<Metrics>,
-    stop: &Shutdown,
+    webhooks: Webhooks<'_>,
 ) -> Result<JoinHandle<()>, OperatorError> {
-    let certificate = Arc::new(match &config.webhook_cert_dir {
-        Some(dir) => ServingCertificate::from_dir(dir)?,
-        None => ServingCertificate::generate(
-            &config.webhook_service_name,
-            &config.webhook_service_namespace,
-        )?,
-    });
+    let Webhooks {
+        client,
+        in_service,
+        metrics,
+        readiness,
+        leading,
+        stop,
+    } = webhooks;
+    let (certificate, ca) = match &config.webhook_cert_dir {
+        Some(dir) => {
+            let certificate = Arc::new(ServingCertificate::from_dir(dir)?);
+            let watched = Arc::clone(&certificate);
+            let reloads = stop.clone();
+            tokio::spawn(async move { watched.watch(reloads).await });
+            let ca = match &config.webhook_cert_manager_certificate {
+                Some(name) => CaSource::CertManager(name.clone()),
+                None => CaSource::External,
+            };
+            (certificate, ca)
+        }
+        None => {
+            let cert_config = CertificateConfig {
+                namespace: config.lease_namespace.clone(),
+                secret: config.webhook_secret_name.clone(),
+                service: config.webhook_service_name.clone(),
+                service_namespace: config.webhook_service_namespace.clone(),
+                lifetime: config.webhook_cert_lifetime,
+            };
+            let issued = admission::certificates::shared(client, &cert_config)
+                .await
+                .map_err(|e| OperatorError::WebhookCertificate(Box::new(e)))?;
+            let certificate = Arc::new(issued.serving()?);
+            let (bundle, bundles) = watch::channel(Some(issued.ca_bundle.clone()));
+            let keeper = Keeper {
+                client: client.clone(),
+                config: cert_config,
+                serving: Arc::clone(&certificate),
+                bundle,
+                leading: leading.clone(),
+            };
+            tokio::spawn(keeper.run(issued, stop.clone()));
+            (certificate, CaSource::Bundle(bundles))
+        }
+    };
+    let registrar = Registrar::new(
+        client.clone(),
+        RegistrationConfig {
+            operator_namespace: config.lease_namespace.clone(),
+            service: config.webhook_service_name.clone(),
+            service_namespace: config.webhook_service_namespace.clone(),
+            port: config.webhook_service_port,
+            ca,
+        },
+        in_service.clone(),
+        leading.clone(),
+    );
+    tokio::spawn(registrar.run(stop.clone()));
+    tokio::spawn(check_webhooks(
+        client.clone(),
+        in_service.clone(),
+        Arc::clone(&certificate),
+        format!(
+            "{}.{}.svc",
+            config.webhook_service_name, config.webhook_service_namespace
+        ),
+        Arc::clone(readiness),
+        stop.clone(),
+    ));
     let tls = certificate.server_config()?;
     let listen = |source| OperatorError::Listen {
         addr: config.webhook_addr,
@@ -255,12 +354,9 @@ async fn serve_webhooks(
         .map_err(listen)?;
     tracing::info!(
         addr = %listener.local_addr().map_err(listen)?,
-        certificate = %config.webhook_cert_dir.as_ref().map_or_else(|| "generated".to_owned(), |d| d.display().to_string()),
+        certificate = %config.webhook_cert_dir.as_ref().map_or_else(|| format!("Secret {}/{}", config.lease_namespace, config.webhook_secret_name), |d| d.display().to_string()),
         "serving admission webhooks on /validate/<binding> and /mutate/<binding>"
     );
-    let watched = Arc::clone(&certificate);
-    let reloads = stop.clone();
-    tokio::spawn(async move { watched.watch(reloads).await });
     let state = AdmissionState {
         in_service: in_service.clone(),
         reads: Arc::new(ApiReads::new(client.clone())),
@@ -272,6 +368,35 @@ async fn serve_webhooks(
         state,
         stop.clone(),
     )))
+}
+
+/// Keeps the webhook gate of `/readyz` on whether the configurations in
+/// place trust the certificate this replica serves, until `stop`.
+async fn check_webhooks(
+    client: Client,
+    in_service: InService,
+    certificate: Arc<ServingCertificate>,
+    server_name: String,
+    readiness: Arc<Readiness>,
+    stop: Shutdown,
+) {
+    let mut last: Option<Result<(), String>> = None;
+    loop {
+        let state =
+            admission::check_in_place(&client, &in_service, &certificate, &server_name).await;
+        if last.as_ref() != Some(&state) {
+            match &state {
+                Ok(()) => tracing::info!("webhooks: the API server can call this replica"),
+                Err(reason) => tracing::info!(%reason, "webhooks: not ready"),
+            }
+            last = Some(state.clone());
+        }
+        readiness.set_webhooks(state);
+        tokio::select! {
+            () = stop.clone() => return,
+            () = tokio::time::sleep(WEBHOOK_READINESS_INTERVAL) => {}
+        }
+    }
 }
 
 /// Waits for the elector, told to stop, to release the Lease.

@@ -222,6 +222,7 @@ fn empty_spec(source: &ConfigMapSource) -> ReconcilerPluginSpec {
         settings: None,
         limits: Default::default(),
         grants: Default::default(),
+        admission: None,
     }
 }
 

@@ -3,7 +3,8 @@
 //! (watched, patched, its status written, its finalizers set), child kinds
 //! (applied and pruned), read kinds (watched), and for plugins that use SQL
 //! the PostgresServers and their admin Secrets. The host's own needs
-//! (bindings, events, the Lease, plugin ConfigMaps) come first.
+//! (bindings, events, webhook configurations, the Lease, plugin
+//! ConfigMaps, the webhook TLS Secret) come first.
 //!
 //! `wasm-operator rbac` prints it; `deploy/` holds its output, and a test
 //! fails when they drift apart.
@@ -78,11 +79,29 @@ const CHILD: &[&str] = &[
     "get", "list", "watch", "create", "patch", "update", "delete",
 ];
 
-/// Rules keyed by (API group, resource), verbs merged.
+/// The webhook configurations the host registers (cluster-scoped; their
+/// names are the bindings', so they cannot be listed in `resourceNames`).
+const WEBHOOK_CONFIGURATIONS: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
+
+/// The default name of the Secret holding the shared webhook CA.
+pub const WEBHOOK_SECRET: &str = "wasm-operator-webhook-tls";
+
+/// Rules keyed by (API group, resource), verbs merged; and rules limited
+/// to one object, keyed by (API group, resource, name).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Rules(BTreeMap<(String, String), BTreeSet<&'static str>>);
+pub struct Rules(
+    BTreeMap<(String, String), BTreeSet<&'static str>>,
+    BTreeMap<(String, String, String), BTreeSet<&'static str>>,
+);
 
 impl Rules {
+    fn allow_named(&mut self, group: &str, resource: &str, name: &str, verbs: &[&'static str]) {
+        self.1
+            .entry((group.to_owned(), resource.to_owned(), name.to_owned()))
+            .or_default()
+            .extend(verbs.iter().copied());
+    }
+
     fn allow(&mut self, group: &str, resource: &str, verbs: &[&'static str]) {
         self.0
             .entry((group.to_owned(), resource.to_owned()))
@@ -110,7 +129,7 @@ impl Rules {
                 .or_default()
                 .push(resource.clone());
         }
-        merged
+        let mut rules: Vec<PolicyRule> = merged
             .into_iter()
             .map(|((group, verbs), resources)| PolicyRule {
                 api_groups: Some(vec![group]),
@@ -118,15 +137,50 @@ impl Rules {
                 verbs: verbs.into_iter().map(str::to_owned).collect(),
                 ..PolicyRule::default()
             })
-            .collect()
+            .collect();
+        // Named objects of one resource and verbs share a rule.
+        let mut named: BTreeMap<(String, String, Vec<&str>), Vec<String>> = BTreeMap::new();
+        for ((group, resource, name), verbs) in &self.1 {
+            named
+                .entry((
+                    group.clone(),
+                    resource.clone(),
+                    verbs.iter().copied().collect(),
+                ))
+                .or_default()
+                .push(name.clone());
+        }
+        rules.extend(
+            named
+                .into_iter()
+                .map(|((group, resource, verbs), names)| PolicyRule {
+                    api_groups: Some(vec![group]),
+                    resources: Some(vec![resource]),
+                    resource_names: Some(names),
+                    verbs: verbs.into_iter().map(str::to_owned).collect(),
+                    ..PolicyRule::default()
+                }),
+        );
+        rules
     }
 }
 
 /// The cluster-wide rules of the host itself: bindings and their status,
-/// events on the objects it reconciles.
+/// events on the objects it reconciles, the webhook configurations it
+/// registers for bindings with admission.
 #[must_use]
 pub fn host_rules() -> Rules {
     let mut rules = Rules::default();
+    for resource in [
+        "validatingwebhookconfigurations",
+        "mutatingwebhookconfigurations",
+    ] {
+        rules.allow(
+            "admissionregistration.k8s.io",
+            resource,
+            WEBHOOK_CONFIGURATIONS,
+        );
+    }
     rules.allow("systems.mikemiller.tech", "reconcilerplugins", WATCH);
     rules.allow(
         "systems.mikemiller.tech",
@@ -137,11 +191,15 @@ pub fn host_rules() -> Rules {
     rules
 }
 
-/// The rules in the operator's namespace: the leader-election Lease and the
-/// ConfigMaps that hold components.
+/// The rules in the operator's namespace: the leader-election Lease, the
+/// ConfigMaps that hold components, and the Secret of the shared webhook
+/// CA (`create` cannot be limited to a name: RBAC does not know the name
+/// of an object before it exists).
 #[must_use]
 pub fn namespace_rules() -> Rules {
     let mut rules = Rules::default();
+    rules.allow_named("", "secrets", WEBHOOK_SECRET, &["get", "update"]);
+    rules.allow("", "secrets", &["create"]);
     rules.allow(
         "coordination.k8s.io",
         "leases",
@@ -360,6 +418,8 @@ mod tests {
             settings_schema: json!({}),
             wit_version: "0.1.0".into(),
             offers_admission: false,
+            admission: None,
+            role: crate::runtime::PluginRole::Reconciler,
         }
     }
 

@@ -783,3 +783,110 @@ async fn plugin_push_publishes_and_binds_a_plugin_and_refuses_files_that_would_n
     );
     wait_reconciled(&client, "pushed", "Hello, operators! (v2)", &digest(&v2)).await;
 }
+
+/// The URIs of the requests the in-process test API server serves on this
+/// thread (it logs each at debug level): with a current-thread runtime,
+/// every request of one test and no other's.
+#[derive(Clone, Default)]
+struct ServedRequests(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl ServedRequests {
+    /// Records until the returned guard is dropped.
+    fn record(&self) -> tracing::subscriber::DefaultGuard {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let only_the_api_server = tracing_subscriber::filter::Targets::new()
+            .with_target("test_apiserver", tracing::Level::DEBUG);
+        tracing::subscriber::set_default(
+            tracing_subscriber::registry().with(self.clone().with_filter(only_the_api_server)),
+        )
+    }
+
+    /// Watches of Greetings (`…/greetings?…watch=true…`) served so far.
+    fn greeting_watches(&self) -> usize {
+        let uris = self.0.lock().unwrap();
+        uris.iter()
+            .filter(|uri| uri.contains("/greetings?") && uri.contains("watch=true"))
+            .count()
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ServedRequests {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Uri(Option<String>);
+        impl tracing::field::Visit for Uri {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "uri" {
+                    self.0 = Some(format!("{value:?}"));
+                }
+            }
+        }
+        let mut uri = Uri(None);
+        event.record(&mut uri);
+        if let Some(uri) = uri.0 {
+            self.0.lock().unwrap().push(uri);
+        }
+    }
+}
+
+// A current-thread runtime: the test API server's tasks run on this
+// thread, where `ServedRequests` listens.
+#[tokio::test(flavor = "current_thread")]
+async fn an_admission_only_version_watches_nothing_until_a_wit_0_1_0_reconciler_is_swapped_in() {
+    let served = ServedRequests::default();
+    let _recording = served.record();
+    let bed = Bed::start("admission-only").await;
+    let client = bed.client();
+    let admitter = support::component("admission-only-plugin");
+    put_component(&client, KEY, &admitter).await;
+    Binding::named(BINDING)
+        .source_config_map(OPERATOR_NAMESPACE, CONFIG_MAP, KEY)
+        .settings(json!({"defaultAudience": "operators"}))
+        .grants(json!({
+            "read": [{"version": "v1", "kind": "ConfigMap"}],
+            "children": [{"version": "v1", "kind": "ConfigMap"}],
+        }))
+        // The webhooks the operator registers cannot be reached here (no
+        // Service is mapped): let requests through rather than deny them.
+        .admission(json!({"failurePolicy": "Ignore"}))
+        .create(&client)
+        .await;
+    let (_operator, log) = bed
+        .cluster
+        .start_operator_logged(&["--leader-election=false"]);
+    let status = bed.wait_serving(&digest(&admitter)).await;
+    assert_eq!(status.wit_version.as_deref(), Some("0.2.0"));
+    fixtures::create_greeting(&client, "waiting", "Hello").await;
+    // Long enough for a controller to have listed, watched and reconciled.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        served.greeting_watches(),
+        0,
+        "an admission-only binding watched Greetings"
+    );
+    let waiting = greetings(&client).get("waiting").await.unwrap();
+    assert!(
+        waiting.data["status"].is_null(),
+        "reconciled: {:?}",
+        waiting.data
+    );
+    assert!(log.containing("controller started").is_empty());
+
+    // A version that reconciles, built for WIT 0.1.0, starts the controller.
+    let compat = support::component("compat-v0-1-plugin");
+    put_component(&client, KEY, &compat).await;
+    let status = bed.wait_serving(&digest(&compat)).await;
+    assert_eq!(status.wit_version.as_deref(), Some("0.1.0"));
+    wait_reconciled(
+        &client,
+        "waiting",
+        "Hello, operators! (WIT 0.1.0)",
+        &digest(&compat),
+    )
+    .await;
+    assert!(
+        served.greeting_watches() > 0,
+        "the controller watches Greetings"
+    );
+    assert_eq!(log.containing("controller started").len(), 1);
+}

@@ -1,5 +1,6 @@
 //! Leader election between two candidates through a Lease on the test API server.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -9,6 +10,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use wasm_operator::leader::{LeaderElector, LeaderError, LeaseConfig};
+use wasm_operator::metrics::Metrics;
 
 const LEASE: &str = "wasm-operator-leader";
 const LEASE_DURATION: Duration = Duration::from_secs(3);
@@ -17,6 +19,7 @@ const RENEW_PERIOD: Duration = Duration::from_millis(500);
 /// One campaigning candidate.
 struct Candidate {
     leading: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), LeaderError>>,
 }
@@ -26,7 +29,10 @@ impl Candidate {
         let config = LeaseConfig::new("default", LEASE, identity)
             .lease_duration(LEASE_DURATION)
             .renew_period(RENEW_PERIOD);
-        let elector = LeaderElector::new(server.client(), config).expect("a valid configuration");
+        let metrics = Arc::new(Metrics::new());
+        let elector = LeaderElector::new(server.client(), config)
+            .expect("a valid configuration")
+            .with_metrics(Arc::clone(&metrics));
         let leading = elector.leadership();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(elector.run(async {
@@ -34,6 +40,7 @@ impl Candidate {
         }));
         Self {
             leading,
+            metrics,
             stop,
             task,
         }
@@ -41,6 +48,15 @@ impl Candidate {
 
     fn leads(&self) -> bool {
         *self.leading.borrow()
+    }
+
+    /// `leader_election_master_status` of the Lease in this candidate's metrics.
+    fn master_status(&self) -> Option<f64> {
+        let series = format!("leader_election_master_status{{name=\"{LEASE}\"}} ");
+        self.metrics
+            .encode()
+            .lines()
+            .find_map(|line| line.strip_prefix(&series)?.parse().ok())
     }
 
     /// Stops campaigning and releases the Lease.
@@ -154,4 +170,43 @@ async fn a_leader_that_vanishes_is_replaced_once_its_lease_expires() {
     );
     assert_eq!(holder(&server).await.as_deref(), Some("replica-b"));
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_reports_master_status_1_and_the_follower_0_until_it_takes_over() {
+    let server = TestApiServer::start()
+        .await
+        .expect("the test API server starts");
+    let a = Candidate::start(&server, "replica-a");
+    assert_eq!(
+        a.master_status(),
+        Some(0.0),
+        "not leading before campaigning"
+    );
+    let b = Candidate::start(&server, "replica-b");
+    let (leader, follower) = if await_single_leader(&a, &b, LEASE_DURATION).await {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    // The follower has tried (and failed) at least once by now.
+    tokio::time::sleep(RENEW_PERIOD * 2).await;
+    assert_eq!(leader.master_status(), Some(1.0));
+    assert_eq!(follower.master_status(), Some(0.0));
+
+    let stopped_metrics = Arc::clone(&leader.metrics);
+    leader.stop().await;
+    let mut leading = follower.leading.clone();
+    tokio::time::timeout(LEASE_DURATION, leading.wait_for(|leads| *leads))
+        .await
+        .expect("the follower takes over")
+        .expect("the follower is running");
+    assert_eq!(follower.master_status(), Some(1.0));
+    let series = format!("leader_election_master_status{{name=\"{LEASE}\"}} 0");
+    assert!(
+        stopped_metrics.encode().contains(&series),
+        "the stopped leader shows 0:\n{}",
+        stopped_metrics.encode()
+    );
+    follower.stop().await;
 }

@@ -714,3 +714,176 @@ async fn a_flood_of_events_and_an_immediate_requeue_are_capped() {
     let reconciles = metric(&text, "wasm_operator_reconciles_total{binding=\"greeting\"");
     assert!(reconciles <= 20.0, "{reconciles} reconciles\n{text}");
 }
+
+/// The body of an HTTP response read by [`scrape`].
+fn body(response: &str) -> &str {
+    response
+        .split_once("\r\n\r\n")
+        .map_or(response, |(_, body)| body)
+}
+
+/// Runs `promtool check metrics` on `text` (Prometheus text format) when
+/// promtool is installed, and fails when it is not but
+/// `WASM_OPERATOR_REQUIRE_PROMTOOL` is set (as scripts/check-monitoring.sh
+/// sets it). Returns whether it ran.
+fn promtool_check_metrics(text: &str) -> bool {
+    use std::io::Write;
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) => {
+            assert!(
+                std::env::var_os("WASM_OPERATOR_REQUIRE_PROMTOOL").is_none(),
+                "{promtool} cannot run ({error}): apt-get install --no-install-recommends prometheus"
+            );
+            eprintln!("promtool not found ({error}): `promtool check metrics` not run");
+            return false;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(text.as_bytes())
+        .expect("promtool reads the scrape");
+    let output = child.wait_with_output().expect("promtool finishes");
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed:\n{}{}\non:\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_runtime_series_move_as_reconciles_happen_and_the_scrape_passes_promtool() {
+    let cluster = Bed::start("controller-runtime-metrics", "hostile-selective").await;
+    cluster
+        .bind(json!({"children": [{"version": "v1", "kind": "ConfigMap"}]}))
+        .await;
+    let operator = cluster.start_operator(&["--leader-election=false"]);
+    let client = cluster.client();
+    let series = |name: &str| format!("{name}{{controller=\"greeting\"");
+    let queue = |name: &str| format!("{name}{{name=\"greeting\",controller=\"greeting\"}}");
+    let result = |result: &str| {
+        format!("controller_runtime_reconcile_total{{controller=\"greeting\",result=\"{result}\"}}")
+    };
+    // The controller starts with the binding's concurrency (4 by default).
+    eventually(
+        "the controller's concurrency on /metrics",
+        Duration::from_secs(30),
+        || async {
+            let text = cluster::try_scrape(&operator.http).await?;
+            (metric(
+                &text,
+                &series("controller_runtime_max_concurrent_reconciles"),
+            ) == 4.0)
+                .then_some(())
+        },
+    )
+    .await;
+
+    fixtures::create_greeting(&client, "calm", "Hello").await;
+    let settled = eventually(
+        "a successful reconcile counted, taken from the queue and finished",
+        Duration::from_secs(20),
+        || async {
+            let text = scrape(&operator.http).await;
+            let done = metric(&text, &result("success")) >= 1.0
+                && metric(&text, &queue("workqueue_work_duration_seconds_count")) >= 1.0
+                && metric(&text, &series("controller_runtime_active_workers")) == 0.0
+                && metric(&text, &queue("workqueue_depth")) == 0.0;
+            done.then_some(text)
+        },
+    )
+    .await;
+    let successes = metric(&settled, &result("success"));
+    let adds = metric(&settled, &queue("workqueue_adds_total"));
+    assert!(adds >= 1.0, "{settled}");
+    assert!(
+        metric(&settled, &queue("workqueue_queue_duration_seconds_count")) >= 1.0,
+        "{settled}"
+    );
+    assert!(
+        metric(
+            &settled,
+            &series("controller_runtime_reconcile_time_seconds_count")
+        ) >= successes,
+        "{settled}"
+    );
+    assert_eq!(metric(&settled, &result("error")), 0.0, "{settled}");
+
+    // A spec change is one more add and one more successful reconcile.
+    greetings(&client, "default")
+        .patch(
+            "calm",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"greeting": "Hi"}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the spec change reconciled",
+        Duration::from_secs(20),
+        || async {
+            let text = scrape(&operator.http).await;
+            (metric(&text, &result("success")) > successes
+                && metric(&text, &queue("workqueue_adds_total")) > adds)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // A plugin that panics: errors, panics, and retries with the backoff.
+    fixtures::create_greeting(&client, "trap-me", "Hello").await;
+    let failing = eventually(
+        "the trap counted as an error and retried twice",
+        Duration::from_secs(30),
+        || async {
+            let text = scrape(&operator.http).await;
+            (metric(&text, &queue("workqueue_retries_total")) >= 2.0).then_some(text)
+        },
+    )
+    .await;
+    for name in [
+        "controller_runtime_reconcile_errors_total",
+        "controller_runtime_reconcile_panics_total",
+    ] {
+        assert!(metric(&failing, &series(name)) >= 2.0, "{name}:\n{failing}");
+    }
+    assert!(metric(&failing, &result("error")) >= 2.0, "{failing}");
+    // A retryable failure is not terminal.
+    assert_eq!(
+        metric(
+            &failing,
+            &series("controller_runtime_terminal_reconcile_errors_total")
+        ),
+        0.0
+    );
+    // The project's own series stay, beside controller-runtime's.
+    assert!(
+        metric(&failing, "wasm_operator_queue_depth{binding=\"greeting\"") >= 0.0
+            && failing.contains("wasm_operator_reconciles_total{"),
+        "{failing}"
+    );
+
+    // The real scrape, in the Prometheus text format, passes promtool's lint.
+    let text = wasm_operator::metrics::prometheus_text(body(&failing));
+    assert!(
+        text.contains("# TYPE controller_runtime_reconcile_total counter"),
+        "{text}"
+    );
+    if promtool_check_metrics(&text) {
+        println!(
+            "promtool check metrics passed on a scrape of {} bytes",
+            text.len()
+        );
+    }
+}

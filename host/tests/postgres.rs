@@ -70,7 +70,7 @@ async fn create(client: &Client, ns: &str, object: Value) {
 }
 
 /// Creates Database `ns/name` on the server `db/main` with more `spec`.
-async fn create_database(client: &Client, ns: &str, name: &str, spec: Value) {
+fn database_object(ns: &str, name: &str, spec: Value) -> Value {
     let mut object = fixtures::database(
         ns,
         name,
@@ -79,7 +79,36 @@ async fn create_database(client: &Client, ns: &str, name: &str, spec: Value) {
     for (key, value) in spec.as_object().unwrap() {
         object["spec"][key] = value.clone();
     }
-    create(client, ns, object).await;
+    object
+}
+
+async fn create_database(client: &Client, ns: &str, name: &str, spec: Value) {
+    create(client, ns, database_object(ns, name, spec)).await;
+}
+
+/// Creates a Database whose spec the plugin refuses, and returns what the
+/// user is told: the webhook's denial once the operator has registered it,
+/// or else (webhooks off) the `Ready=False` condition with `reason` of the
+/// reconcile, which checks the same rules.
+async fn refused_database(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    spec: Value,
+    reason: &str,
+) -> String {
+    let object: DynamicObject = serde_json::from_value(database_object(ns, name, spec)).unwrap();
+    match api(client, ns, "Database")
+        .create(&PostParams::default(), &object)
+        .await
+    {
+        Err(kube::Error::Api(status)) if status.code == 403 => status.message,
+        Err(error) => panic!("creating Database {ns}/{name}: {error}"),
+        Ok(_) => wait_not_ready(client, ns, "Database", name, reason).await["message"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    }
 }
 
 async fn secret(client: &Client, ns: &str, name: &str) -> BTreeMap<String, String> {
@@ -140,6 +169,31 @@ async fn start(pg: &PgServer, name: &str) -> (Cluster, Operator) {
     )
     .await;
     let operator = cluster.start_operator(OPERATOR_ARGS);
+    // Every step runs with the plugins' webhooks in place, as on a cluster
+    // once the operator is up: registration is asynchronous, and a step
+    // racing it would see a denial one run and a condition the next.
+    for (plural, kind) in [
+        (
+            "validatingwebhookconfigurations",
+            "ValidatingWebhookConfiguration",
+        ),
+        (
+            "mutatingwebhookconfigurations",
+            "MutatingWebhookConfiguration",
+        ),
+    ] {
+        let resource = kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind),
+            plural,
+        );
+        let configurations: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        for binding in ["postgres-database", "postgres-user"] {
+            eventually(&format!("{kind} {binding}"), WAIT, || async {
+                configurations.get_opt(binding).await.ok()?.map(|_| ())
+            })
+            .await;
+        }
+    }
     (cluster, operator)
 }
 
@@ -205,8 +259,8 @@ async fn step<T>(major: u32, name: &str, step: impl Future<Output = T>) -> T {
     }
 }
 
-/// The server is Ready; the seed applies verbatim, says what it lacks
-/// without a serverRef, and with one gets its database, owner role and a
+/// The server is Ready; the seed applies verbatim, its instance is refused
+/// where the binding grants no Pods, and with a serverRef it gets its database, owner role and a
 /// Secret that logs in.
 async fn seed(
     pg: &PgServer,
@@ -220,21 +274,26 @@ async fn seed(
         i64::from(major)
     );
 
-    // The seed applies verbatim; without a serverRef it says what is missing.
+    // The seed applies verbatim. Without a serverRef it asks for an instance
+    // of its own, whose Pods and volumes this binding does not grant: the
+    // host refuses that decision and applies none of it.
     let seed: DynamicObject = serde_saphyr::from_str(SEED).unwrap();
     api(client, APP_NS, "Database")
         .create(&PostParams::default(), &seed)
         .await
         .unwrap();
-    let condition = wait_not_ready(
-        client,
-        APP_NS,
-        "Database",
-        "foo-db",
-        "DedicatedInstanceUnsupported",
-    )
-    .await;
-    assert!(condition["message"].as_str().unwrap().contains("serverRef"));
+    let condition = wait_not_ready(client, APP_NS, "Database", "foo-db", "OutputRefused").await;
+    let message = condition["message"].as_str().unwrap();
+    assert!(message.contains("not granted"), "{message}");
+    assert!(
+        api(client, APP_NS, "Database")
+            .get("foo-db")
+            .await
+            .unwrap()
+            .data["status"]["instances"]
+            .is_null(),
+        "nothing of the instance was applied"
+    );
 
     // With a serverRef: database foo-db owned by role foo, Secret that works.
     api(client, APP_NS, "Database")
@@ -548,31 +607,29 @@ async fn hostile_names(pg: &PgServer, client: &Client) {
     );
 
     let long = "x".repeat(64);
-    create_database(
+    let refused = refused_database(
         client,
         APP_NS,
         "too-long",
         json!({"credentials": {"username": long}}),
+        "InvalidSpec",
     )
     .await;
-    let refused = wait_not_ready(client, APP_NS, "Database", "too-long", "InvalidSpec").await;
     assert!(
-        refused["message"]
-            .as_str()
-            .unwrap()
-            .contains("spec.credentials.username"),
-        "the condition names the field: {refused}"
+        refused.contains("spec.credentials.username"),
+        "the denial or condition names the field: {refused}"
     );
     for reserved in ["postgres", "pg_monitor"] {
         let name = format!("reserved-{}", reserved.replace('_', "-"));
-        create_database(
+        let refused = refused_database(
             client,
             APP_NS,
             &name,
             json!({"credentials": {"username": reserved}}),
+            "InvalidSpec",
         )
         .await;
-        wait_not_ready(client, APP_NS, "Database", &name, "InvalidSpec").await;
+        assert!(refused.contains("spec.credentials.username"), "{refused}");
     }
     let truncated = &long[..63];
     let rows = admin_client
@@ -736,20 +793,11 @@ async fn ownership(pg: &PgServer, client: &Client) {
         ("lots", json!({"size": "lots"}), "spec.size"),
         ("future", json!({"version": 99}), "spec.version"),
     ];
-    for (name, fields, _) in &invalid {
+    for (name, fields, field) in &invalid {
         let mut spec = fields.clone();
         spec["credentials"] = json!({"username": format!("{name}-owner")});
-        create_database(client, APP_NS, name, spec).await;
-    }
-    for (name, _, field) in &invalid {
-        let condition = wait_not_ready(client, APP_NS, "Database", name, "InvalidSpec").await;
-        assert!(
-            condition["message"]
-                .as_str()
-                .unwrap()
-                .contains(&format!("InvalidSpec: {field}: ")),
-            "{name}: {condition}"
-        );
+        let refused = refused_database(client, APP_NS, name, spec, "InvalidSpec").await;
+        assert!(refused.contains(&format!("{field}: ")), "{name}: {refused}");
         let role = admin_client
             .query(
                 "select 1 from pg_roles where rolname = $1",
@@ -789,10 +837,12 @@ async fn ownership(pg: &PgServer, client: &Client) {
     // Deleting the refused Database with Delete leaves the superuser alone.
     let databases = api(client, APP_NS, "Database");
     for name in ["takeover", "second", "minus", "lots", "future"] {
-        databases
-            .delete(name, &DeleteParams::default())
-            .await
-            .unwrap();
+        match databases.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            // Denied at admission, so never stored.
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => panic!("deleting Database {name}: {error}"),
+        }
     }
     eventually("the refused Databases to be finalized", WAIT, || async {
         databases
@@ -813,22 +863,15 @@ async fn ownership(pg: &PgServer, client: &Client) {
 
 /// A namespace the server does not list cannot use it.
 async fn namespace_consent(client: &Client) {
-    create_database(
+    let refused = refused_database(
         client,
         "elsewhere",
         "intruder",
         json!({"credentials": {"username": "intruder"}}),
-    )
-    .await;
-    let refused = wait_not_ready(
-        client,
-        "elsewhere",
-        "Database",
-        "intruder",
         "ServerNotAllowed",
     )
     .await;
-    assert!(refused["message"].as_str().unwrap().contains("db/main"));
+    assert!(refused.contains("db/main"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::{ObjectStore, RUNTIME, component, configmap_kind, greeting, greeting_kind, load};
 use wasm_operator::runtime::{
-    CallContext, CallError, EventType, LoadError, LoadSource, PluginLimits, ReconcileInput,
-    Runtime, RuntimeConfig,
+    AdmissionRequest, AdmissionScope, CallContext, CallError, EventType, LoadError, LoadSource,
+    MatchCondition, Operation, PluginLimits, PluginRole, ReconcileInput, Runtime, RuntimeConfig,
 };
 
 fn input(object: serde_json::Value) -> ReconcileInput {
@@ -31,7 +31,7 @@ async fn example_plugin_describes_itself_with_typed_fields() {
     assert_eq!(description.child_kinds, vec![configmap_kind()]);
     assert_eq!(description.read_kinds, vec![configmap_kind()]);
     assert!(!description.wants_sql);
-    assert_eq!(description.wit_version, "0.1.0");
+    assert_eq!(description.wit_version, "0.2.0");
     assert!(description.settings_schema.is_object());
     assert_eq!(
         plugin.digest(),
@@ -332,7 +332,7 @@ async fn a_component_without_reconcile_is_refused_naming_the_export() {
     assert!(
         error
             .to_string()
-            .contains("wasm-operator:plugin/reconciler@0.1.0#reconcile"),
+            .contains("wasm-operator:plugin/reconciler@0.2.0#reconcile"),
         "{error}"
     );
 }
@@ -342,14 +342,238 @@ async fn a_component_for_another_major_wit_version_is_refused_naming_both_versio
     let error = RUNTIME
         .load(&component("hostile-wit-v1"))
         .await
-        .expect_err("WIT 1.0.0 is not 0.1.x");
+        .expect_err("WIT 1.0.0 is neither 0.1.x nor 0.2.x");
     assert!(
         matches!(error, LoadError::IncompatibleWit { .. }),
         "{error:?}"
     );
     let message = error.to_string();
     assert!(message.contains("wasm-operator:plugin@1.0.0"), "{message}");
-    assert!(message.contains(">=0.1.0, <0.2.0"), "{message}");
+    assert!(
+        message.contains(">=0.1.0, <0.3.0 (0.1.x, 0.2.x)"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_component_for_a_newer_minor_wit_version_is_refused_naming_the_accepted_range() {
+    let error = RUNTIME
+        .load(&component("hostile-wit-v0-3"))
+        .await
+        .expect_err("the host cannot know what 0.3.0 added");
+    assert!(
+        matches!(error, LoadError::IncompatibleWit { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("wasm-operator:plugin@0.3.0"), "{message}");
+    assert!(
+        message.contains("implements wasm-operator:plugin@0.2.0"),
+        "{message}"
+    );
+    assert!(
+        message.contains(">=0.1.0, <0.3.0 (0.1.x, 0.2.x)"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_component_built_for_wit_0_1_0_loads_as_a_reconciler_that_admits() {
+    let plugin = load("compat-v0-1-plugin").await;
+    let description = plugin.description();
+    assert_eq!(description.wit_version, "0.1.0");
+    assert_eq!(description.name, "example-greeting");
+    assert_eq!(description.target, greeting_kind());
+    assert_eq!(description.role, PluginRole::Reconciler);
+    assert!(!description.is_admission_only());
+    assert!(description.offers_admission);
+    assert_eq!(
+        description.admission,
+        Some(AdmissionScope::default()),
+        "0.1.0 has no admission-info: creates and updates of every Greeting"
+    );
+}
+
+#[tokio::test]
+async fn a_wit_0_1_0_component_reconciles_through_its_0_1_0_imports() {
+    let plugin = load("compat-v0-1-plugin").await;
+    let store = Arc::new(ObjectStore::default());
+    store.insert(
+        configmap_kind(),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "audience", "namespace": "default"},
+               "data": {"who": "platform team"}}),
+    );
+    let object = greeting(
+        "old",
+        json!({"greeting": "Hello",
+               "audienceFrom": {"configMap": "audience", "key": "who"},
+               "probeServer": "default/db"}),
+    );
+    let decision = plugin
+        .reconcile(&input(object), store.context(&[configmap_kind()]))
+        .await
+        .expect("reconcile succeeds");
+    // `kube.get` under its 0.1.0 name reached the host's cache.
+    let child = &decision.children[0];
+    assert_eq!(child.name, "old-greeting");
+    assert_eq!(
+        child.object["data"]["message"],
+        "Hello, platform team! (WIT 0.1.0)"
+    );
+    let status = decision.status.expect("a status");
+    assert_eq!(status["conditions"][0]["type"], "Ready");
+    // So did `sql.query`: the host's grant check answered it.
+    let probe = status["sqlProbe"]["error"].as_str().unwrap_or_default();
+    assert!(probe.contains("is not granted"), "{status}");
+}
+
+#[tokio::test]
+async fn a_wit_0_1_0_component_validates_and_mutates() {
+    let plugin = load("compat-v0-1-plugin").await;
+    let request = |spec| AdmissionRequest {
+        operation: Operation::Create,
+        object: Some(greeting("g", spec).to_string()),
+        old_object: None,
+        user: "alice".into(),
+        dry_run: false,
+        settings: "{}".into(),
+    };
+    let denied = plugin
+        .validate(&request(json!({"greeting": ""})), CallContext::none())
+        .await
+        .unwrap();
+    assert!(!denied.allowed);
+    assert_eq!(
+        denied.message.as_deref(),
+        Some("spec.greeting must not be empty (WIT 0.1.0)")
+    );
+    let allowed = plugin
+        .validate(&request(json!({"greeting": "Hi"})), CallContext::none())
+        .await
+        .unwrap();
+    assert!(allowed.allowed);
+    let mutation = plugin
+        .mutate(&request(json!({"greeting": "Hi"})), CallContext::none())
+        .await
+        .unwrap();
+    let object: serde_json::Value = serde_json::from_str(&mutation.object.unwrap()).unwrap();
+    assert_eq!(
+        object["metadata"]["labels"]["examples.systems.mikemiller.tech/wit"],
+        "0.1.0"
+    );
+}
+
+#[tokio::test]
+async fn an_admission_only_component_says_what_it_admits_and_has_no_reconcile() {
+    let plugin = load("admission-only-plugin").await;
+    let description = plugin.description();
+    assert!(description.is_admission_only());
+    assert_eq!(description.wit_version, "0.2.0");
+    assert_eq!(description.target, greeting_kind());
+    assert!(description.child_kinds.is_empty() && !description.wants_sql);
+    assert_eq!(description.read_kinds, vec![configmap_kind()]);
+    let scope = description.admission.as_ref().expect("it admits");
+    assert_eq!(scope.operations, [Operation::Create]);
+    assert_eq!(scope.object_selector, "admission=checked");
+    assert_eq!(
+        scope.match_conditions,
+        [MatchCondition {
+            name: "has-greeting".into(),
+            expression: "has(object.spec.greeting)".into(),
+        }]
+    );
+    let object = input(greeting("g", json!({"greeting": "Hi"})));
+    for error in [
+        plugin
+            .reconcile(&object, CallContext::none())
+            .await
+            .unwrap_err(),
+        plugin
+            .finalize(&object, CallContext::none())
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(error, CallError::NotExported { .. }),
+            "a clear error, never a trap: {error:?}"
+        );
+        assert!(!error.is_retryable());
+    }
+    let request = |spec| AdmissionRequest {
+        operation: Operation::Create,
+        object: Some(greeting("g", spec).to_string()),
+        old_object: None,
+        user: "alice".into(),
+        dry_run: false,
+        settings: "{}".into(),
+    };
+    let denied = plugin
+        .validate(&request(json!({"greeting": " "})), CallContext::none())
+        .await
+        .expect("a query at admission is refused by the SDK, not a trap");
+    assert!(!denied.allowed);
+    let mutation = plugin
+        .mutate(&request(json!({"greeting": "Hi"})), CallContext::none())
+        .await
+        .unwrap();
+    let object: serde_json::Value = serde_json::from_str(&mutation.object.unwrap()).unwrap();
+    assert_eq!(
+        object["metadata"]["annotations"]["examples.systems.mikemiller.tech/admitted-by"],
+        "admission-only"
+    );
+}
+
+#[tokio::test]
+async fn the_credentials_injector_is_admission_only_for_creates_of_annotated_pods() {
+    let plugin = load("postgres-inject-plugin").await;
+    let description = plugin.description();
+    assert_eq!(description.name, "postgres-inject");
+    assert!(description.is_admission_only());
+    assert_eq!(description.target.kind, "Pod");
+    let scope = description.admission.as_ref().expect("it admits");
+    assert_eq!(scope.operations, [Operation::Create]);
+    assert_eq!(scope.object_selector, "");
+    assert_eq!(scope.match_conditions.len(), 1);
+    assert_eq!(scope.match_conditions[0].name, "annotated");
+    assert!(
+        scope.match_conditions[0].expression.contains(
+            "'systems.mikemiller.tech/inject-credentials' in object.metadata.annotations"
+        ),
+        "{scope:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_sdk_admission_plugin_describes_its_scope_which_defaults_to_creates_and_updates() {
+    let plugin = load("example-admission").await;
+    let description = plugin.description();
+    assert_eq!(description.role, PluginRole::Reconciler);
+    assert_eq!(description.admission, Some(AdmissionScope::default()));
+    assert_eq!(
+        description.admission.as_ref().unwrap().operations,
+        [Operation::Create, Operation::Update]
+    );
+}
+
+#[tokio::test]
+async fn a_component_whose_admission_info_describes_another_plugin_is_refused_naming_both() {
+    let error = RUNTIME
+        .load(&component("hostile-admission-mismatch"))
+        .await
+        .expect_err("admission-info names another plugin and kind");
+    assert!(matches!(error, LoadError::Describe { .. }), "{error:?}");
+    let message = error.to_string();
+    for part in [
+        "admission-info.describe",
+        "someone-else",
+        "v1/Pod",
+        "hostile-admission-mismatch",
+        "Greeting",
+    ] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
 }
 
 #[tokio::test]

@@ -1,11 +1,12 @@
 //! One admission review answered by one binding's plugin: the seam between
 //! the HTTP layer and the Wasm runtime.
 //!
-//! Every way a review can fail becomes a denial here, in one function
-//! ([`denial`]), naming the binding and the reason. The binding's
-//! `failurePolicy` (allow with a warning under `Ignore`) belongs to
-//! webhook registration, which is not built yet: until then a plugin that
-//! fails denies.
+//! Every way a review can fail becomes an answer here, in one function
+//! ([`failed`]), naming the binding and the reason: a denial, or, when the
+//! plugin failed to decide (error, trap, deadline, unusable output) and
+//! the binding's `spec.admission.failurePolicy` is `Ignore`, an allowance
+//! with a warning, so that the API server and the user see the same thing
+//! as when the webhook cannot be reached under `Ignore`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,6 +16,7 @@ use serde_json::Value;
 use super::patch::{PatchError, patch_between};
 use super::review::{AdmissionRequest, AdmissionResponse};
 use crate::binding::BoundPlugin;
+use crate::crd::FailurePolicy;
 use crate::grants::Grants;
 use crate::metrics::{BindingLabels, Export, Metrics};
 use crate::runtime::{self, CallContext, CallError, HostServices, Operation};
@@ -41,7 +43,7 @@ impl Decision {
 #[derive(Debug, thiserror::Error)]
 enum Failure {
     #[error(
-        "binding {binding} has no plugin version in service on this operator replica: it does not exist, its plugin was refused (see its status), or this replica does not lead (only the leader loads bindings yet)"
+        "binding {binding} has no plugin version in service on this operator replica: it does not exist, its plugin was refused (see its status), or this replica has not loaded it yet"
     )]
     NotInService { binding: String },
     #[error(
@@ -76,6 +78,15 @@ enum Failure {
 }
 
 impl Failure {
+    /// Whether the plugin failed to decide (its failure policy applies),
+    /// rather than no plugin being there to ask.
+    fn is_plugin_failure(&self) -> bool {
+        !matches!(
+            self,
+            Self::NotInService { .. } | Self::NoAdmission { .. } | Self::Operation(_)
+        )
+    }
+
     /// A bounded label for metrics.
     fn reason(&self) -> &'static str {
         match self {
@@ -116,10 +127,13 @@ pub async fn answer(
         Some(version) => BindingLabels::new(binding, version.plugin_name()),
         None => BindingLabels::new("", ""),
     };
+    let policy = version
+        .as_ref()
+        .map_or(FailurePolicy::Fail, |v| v.admission.failure_policy());
     let response = match decide(decision, binding, version, request, metrics, &labels, reads).await
     {
         Ok(response) => response,
-        Err(failure) => denial(binding, request, &labels, &failure, metrics),
+        Err(failure) => failed(binding, request, &labels, &failure, policy, metrics),
     };
     metrics.record_admission(
         &labels,
@@ -130,17 +144,30 @@ pub async fn answer(
     response
 }
 
-/// The one place a failure becomes a denial.
-fn denial(
+/// The one place a failure becomes an answer: a denial, or under
+/// `failurePolicy: Ignore` an allowance with a warning when the plugin
+/// failed to decide.
+fn failed(
     binding: &str,
     request: &AdmissionRequest,
     labels: &BindingLabels,
     failure: &Failure,
+    policy: FailurePolicy,
     metrics: &Metrics,
 ) -> AdmissionResponse {
     metrics.record_admission_failure(labels, failure.reason());
+    if policy == FailurePolicy::Ignore && failure.is_plugin_failure() {
+        tracing::warn!(%binding, uid = %request.uid, reason = failure.reason(), error = %failure, "admission review allowed without the plugin's decision (failurePolicy: Ignore)");
+        return AdmissionResponse::allow(&request.uid, vec![ignored_warning(failure)]);
+    }
     tracing::warn!(%binding, uid = %request.uid, reason = failure.reason(), error = %failure, "admission review denied");
     AdmissionResponse::deny(&request.uid, failure.to_string(), Vec::new())
+}
+
+/// The warning of a review allowed under `failurePolicy: Ignore`: the
+/// binding and the reason, first, as kubectl prints it.
+fn ignored_warning(failure: &Failure) -> String {
+    format!("allowed without its decision (failurePolicy: Ignore): {failure}")
 }
 
 async fn decide(

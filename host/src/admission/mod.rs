@@ -7,20 +7,25 @@
 //! AdmissionReviews; [`answer`] calls the plugin and turns every outcome
 //! into an answer, with [`reads`] serving what the plugin reads; [`patch`]
 //! makes a mutation's RFC 6902 patch; [`tls`] provides the serving
-//! certificate.
+//! certificate, which [`certificates`] keeps in a Secret the replicas
+//! share (CA, renewal).
 //!
-//! Not built yet: registering webhook configurations, a CA shared by the
-//! replicas and `caBundle` management, the bindings' failure policy (a
-//! plugin that fails denies).
+//! Beside the data path, [`registration`] has the leader write each
+//! binding's webhook configurations (rules, failure policy, `caBundle`)
+//! and tells `/readyz` whether they trust the certificate served.
 
 pub mod answer;
+pub mod certificates;
 pub mod patch;
 pub mod reads;
+pub mod registration;
 pub mod review;
 pub mod server;
 pub mod tls;
 
 pub use answer::Decision;
+pub use certificates::{CertificateConfig, CertificateError, Issued, Keeper};
 pub use reads::ApiReads;
+pub use registration::{CaSource, Registrar, RegistrationConfig, check_in_place};
 pub use server::{AdmissionState, MAX_BODY_BYTES, serve};
 pub use tls::{ServingCertificate, TlsError};

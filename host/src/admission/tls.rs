@@ -1,13 +1,8 @@
 //! The admission server's serving certificate: the files of
-//! `--webhook-cert-dir`, reloaded when they change, or else a certificate
-//! generated in memory at start for the operator's Service.
-//!
-//! Generated: a CA of its own (rcgen) signs a serving certificate for
-//! `<service>.<namespace>.svc` (and the shorter Service names, `localhost`
-//! and `127.0.0.1`); [`ServingCertificate::ca_pem`] is what a webhook
-//! configuration's `caBundle` must trust. Each replica generates its own,
-//! and nothing puts it into a `caBundle` yet (a CA shared by the replicas
-//! through a Secret, and `caBundle` management, come with registration).
+//! `--webhook-cert-dir`, reloaded when they change, or else the
+//! certificate the replicas share through a Secret (see
+//! [`certificates`](super::certificates)), replaced in place
+//! ([`ServingCertificate::replace`]) when it is renewed.
 //!
 //! From files: `tls.crt` (the chain) and `tls.key`, the layout of a
 //! `kubernetes.io/tls` Secret (cert-manager's too). Their modification
@@ -84,7 +79,6 @@ pub enum TlsError {
 /// files change.
 pub struct ServingCertificate {
     current: Arc<Current>,
-    ca_pem: Option<String>,
     dir: Option<PathBuf>,
 }
 
@@ -97,40 +91,34 @@ impl fmt::Debug for ServingCertificate {
 }
 
 impl ServingCertificate {
-    /// Generates a CA and a serving certificate it signs for the Service
-    /// `service` in `namespace`, `localhost` and `127.0.0.1`.
+    /// Serves the PEM certificate chain `cert_pem` with the key `key_pem`
+    /// (from the Secret the replicas share); see [`ServingCertificate::replace`].
     ///
     /// # Errors
-    /// [`TlsError::Generate`] or [`TlsError::Key`].
-    pub fn generate(service: &str, namespace: &str) -> Result<Self, TlsError> {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "wasm-operator webhook CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-        let mut params = CertificateParams::new(service_names(service, namespace))?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{service}.{namespace}.svc"));
-        let key = KeyPair::generate()?;
-        let cert = params.signed_by(&key, &ca)?;
-        let generated = PathBuf::from("<generated>");
-        let certified = certified_key(
-            &generated,
-            cert.pem().as_bytes(),
-            key.serialize_pem().as_bytes(),
-        )?;
+    /// [`TlsError::Pem`] or [`TlsError::Key`].
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
+        let certified = certified_key(&PathBuf::from(SECRET_SOURCE), cert_pem, key_pem)?;
         Ok(Self {
             current: Arc::new(Current(ArcSwap::from_pointee(certified))),
-            ca_pem: Some(ca.pem()),
             dir: None,
         })
+    }
+
+    /// Serves `cert_pem` and `key_pem` to new connections from now on;
+    /// connections already open keep the certificate they started with.
+    ///
+    /// # Errors
+    /// [`TlsError::Pem`] or [`TlsError::Key`]; the previous certificate
+    /// keeps serving.
+    pub fn replace(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
+        let certified = certified_key(&PathBuf::from(SECRET_SOURCE), cert_pem, key_pem)?;
+        self.current.0.store(Arc::new(certified));
+        Ok(())
+    }
+
+    /// The certificate chain served to new connections (leaf first).
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        self.current.0.load().cert.clone()
     }
 
     /// Serves `tls.crt` and `tls.key` of `dir`; see [`ServingCertificate::watch`].
@@ -141,16 +129,8 @@ impl ServingCertificate {
         let certified = read_dir(dir)?;
         Ok(Self {
             current: Arc::new(Current(ArcSwap::from_pointee(certified))),
-            ca_pem: None,
             dir: Some(dir.to_owned()),
         })
-    }
-
-    /// The PEM of the CA that signed a generated certificate, for a
-    /// `caBundle`; `None` for files from a directory (whoever made them
-    /// knows their CA).
-    pub fn ca_pem(&self) -> Option<&str> {
-        self.ca_pem.as_deref()
     }
 
     /// A rustls configuration serving HTTP/1.1 with the current
@@ -201,6 +181,67 @@ impl ServingCertificate {
             }
         }
     }
+}
+
+/// What a certificate from the shared Secret is called in errors.
+const SECRET_SOURCE: &str = "<webhook TLS Secret>";
+
+/// Generates a CA valid from `not_before` to `not_after` (seconds since
+/// the Unix epoch): its certificate and key, as PEM.
+///
+/// # Errors
+/// [`TlsError::Generate`].
+pub fn generate_ca(not_before: u64, not_after: u64) -> Result<(String, String), TlsError> {
+    let key = KeyPair::generate()?;
+    let ca = CertifiedIssuer::self_signed(ca_params(not_before, not_after)?, key)?;
+    Ok((ca.pem(), ca.key().serialize_pem()))
+}
+
+/// Generates a serving certificate for the Service `service` in
+/// `namespace` (and `localhost`, `127.0.0.1`), valid from `not_before` to
+/// `not_after`, signed by the CA whose key is `ca_key_pem` (rebuilt from
+/// its key: the same subject and key make the same issuer, which is all
+/// a signature needs). Its certificate and key, as PEM.
+///
+/// # Errors
+/// [`TlsError::Generate`].
+pub fn generate_serving(
+    service: &str,
+    namespace: &str,
+    (not_before, not_after): (u64, u64),
+    ca_key_pem: &str,
+) -> Result<(String, String), TlsError> {
+    let ca_key = KeyPair::from_pem(ca_key_pem)?;
+    let ca = rcgen::Issuer::new(ca_params(0, 0)?, ca_key);
+    let mut params = CertificateParams::new(service_names(service, namespace))?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{service}.{namespace}.svc"));
+    set_validity(&mut params, not_before, not_after);
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn ca_params(not_before: u64, not_after: u64) -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "wasm-operator webhook CA");
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    set_validity(&mut params, not_before, not_after);
+    Ok(params)
+}
+
+fn set_validity(params: &mut CertificateParams, not_before: u64, not_after: u64) {
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    params.not_before = epoch + Duration::from_secs(not_before);
+    params.not_after = epoch + Duration::from_secs(not_after);
 }
 
 /// The names a Service is reached by, and the loopback names for tests
@@ -272,14 +313,36 @@ impl ResolvesServerCert for Current {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::client::danger::ServerCertVerifier as _;
 
     #[test]
-    fn a_generated_certificate_names_the_service_and_comes_with_its_ca() {
-        let serving = ServingCertificate::generate("hooks", "ops").unwrap();
-        let ca = serving.ca_pem().expect("a generated certificate has a CA");
+    fn a_generated_certificate_names_the_service_and_is_signed_by_the_ca() {
+        let (ca, ca_key) = generate_ca(0, 4_000_000_000).unwrap();
         assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+        let (cert, key) = generate_serving("hooks", "ops", (0, 4_000_000_000), &ca_key).unwrap();
+        let serving = ServingCertificate::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
         assert!(serving.server_config().is_ok());
         assert!(service_names("hooks", "ops").contains(&"hooks.ops.svc".to_owned()));
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+            .unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let chain = serving.chain();
+        verifier
+            .verify_server_cert(
+                &chain[0],
+                &[],
+                &rustls::pki_types::ServerName::try_from("hooks.ops.svc").unwrap(),
+                &[],
+                rustls::pki_types::UnixTime::now(),
+            )
+            .expect("the serving certificate chains to the CA");
     }
 
     fn write_certificate(dir: &Path) -> Vec<u8> {
@@ -300,7 +363,6 @@ mod tests {
         let first = write_certificate(&dir);
         let serving = Arc::new(ServingCertificate::from_dir(&dir).unwrap());
         assert_eq!(served(&serving), first);
-        assert!(serving.ca_pem().is_none());
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let watching = Arc::clone(&serving);
         let task = tokio::spawn(async move {

@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::crd::AdmissionSpec;
 use crate::grants::Grants;
 use crate::runtime::Plugin;
 use crate::vocabulary::{field_manager, finalizer_name};
@@ -18,6 +19,9 @@ pub struct BoundPlugin {
     pub settings: Value,
     /// Objects reconciled at once.
     pub concurrency: u16,
+    /// How the API server calls its admission webhooks (`spec.admission`,
+    /// unset fields at their defaults).
+    pub admission: AdmissionSpec,
 }
 
 impl BoundPlugin {

@@ -4,6 +4,12 @@
 //! swapped into the running controller, or the controller restarted when
 //! the new version watches other children. A refused version never
 //! replaces the one in service.
+//!
+//! Every replica follows every binding, so that each serves admission
+//! reviews from versions of its own; only the leader runs controllers,
+//! writes statuses and records events. A replica that starts leading
+//! starts the controllers of the versions it already serves (nothing is
+//! loaded twice); one that stops leading stops them and keeps serving.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +49,9 @@ pub(super) struct Loader {
     pub(super) start: StartController,
     /// Where the version in service of each binding is published by name.
     pub(super) in_service: InService,
+    /// Whether this replica leads: only then do controllers run and are
+    /// statuses and events written.
+    pub(super) leading: watch::Receiver<bool>,
 }
 
 /// What a load was attempted from: the binding's spec and the component's
@@ -53,28 +62,44 @@ struct Attempt {
     digest: Option<PluginDigest>,
 }
 
-/// A version in service and its controller.
+/// A version in service, and its controller while this replica leads.
 struct Serving {
     binding: BoundPlugin,
     attempt: Attempt,
+    controller: Option<Controller>,
+}
+
+/// A running controller and how to reach it.
+struct Controller {
     publisher: BindingPublisher,
     stop: watch::Sender<bool>,
-    controller: JoinHandle<()>,
+    task: JoinHandle<()>,
+}
+
+impl Controller {
+    /// Stops the controller and waits for its reconciles in flight.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
 }
 
 impl Serving {
     /// Whether `next` can be swapped into the running controller: it must
     /// watch the same children with the same concurrency.
     fn can_swap_in(&self, next: &BoundPlugin) -> bool {
-        !self.controller.is_finished()
+        self.controller
+            .as_ref()
+            .is_some_and(|c| !c.task.is_finished())
             && self.binding.grants.child_kinds == next.grants.child_kinds
             && self.binding.concurrency == next.concurrency
     }
 
-    /// Stops the controller and waits for its reconciles in flight.
+    /// Stops the controller, if any, and waits for its reconciles in flight.
     async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.controller.await;
+        if let Some(controller) = self.controller {
+            controller.stop().await;
+        }
     }
 }
 
@@ -159,6 +184,9 @@ impl Followed {
         let mut converged_spec: Option<ReconcilerPluginSpec> = None;
         let mut component_changed = false;
         let mut changed_at = Instant::now();
+        let mut leading = self.loader.leading.clone();
+        // Converging below reads the leadership as it is now.
+        leading.borrow_and_update();
         loop {
             let binding = bindings.borrow_and_update().clone();
             let source = config_map_source(&binding.spec);
@@ -178,6 +206,15 @@ impl Followed {
             }
             tokio::select! {
                 () = stop.clone() => break,
+                changed = leading.changed(), if self.loader.leading.has_changed().is_ok() => {
+                    if changed.is_ok() {
+                        let now_leading = *leading.borrow_and_update();
+                        if self.lead(now_leading).await {
+                            // Statuses and events again, from the leader.
+                            converged_spec = None;
+                        }
+                    }
+                }
                 changed = bindings.changed() => {
                     if changed.is_err() {
                         break;
@@ -214,6 +251,38 @@ impl Followed {
         }
     }
 
+    /// Whether this replica leads now.
+    fn leading(&self) -> bool {
+        *self.loader.leading.borrow()
+    }
+
+    /// Follows a change of leadership: starts the controller of the version
+    /// in service on becoming leader, stops it on losing leadership (the
+    /// version keeps serving admission). Returns whether this replica now
+    /// leads and should report the binding's state again.
+    async fn lead(&mut self, leading: bool) -> bool {
+        // Whatever was refused is tried again, so the new leader reports it.
+        if leading {
+            self.refused = None;
+        }
+        let Some(mut serving) = self.serving.take() else {
+            return leading;
+        };
+        match (leading, serving.controller.take()) {
+            (true, None) => {
+                tracing::info!(binding = %self.name, "leading: starting the controller of the version in service");
+                serving.controller = self.start_controller(&serving.binding, None);
+            }
+            (false, Some(controller)) => {
+                tracing::info!(binding = %self.name, "not leading: stopping the controller; admission keeps being served");
+                controller.stop().await;
+            }
+            (_, kept) => serving.controller = kept,
+        }
+        self.serving = Some(serving);
+        leading
+    }
+
     fn watch_config_map(&self, source: &ConfigMapSource) -> ConfigMapEvents {
         let api: Api<ConfigMap> = Api::namespaced(self.loader.client.clone(), &source.namespace);
         let config = watcher::Config::default().fields(&format!("metadata.name={}", source.name));
@@ -237,9 +306,10 @@ impl Followed {
         {
             // Back at what serves (a rollback after a refusal, or a relist).
             self.refused = None;
-            if let Some(status) = self
-                .write_status(binding, BindingState::Serving(&serving.binding))
-                .await
+            if self.leading()
+                && let Some(status) = self
+                    .write_status(binding, BindingState::Serving(&serving.binding))
+                    .await
             {
                 self.status = status;
             }
@@ -280,13 +350,42 @@ impl Followed {
         }
         let d = next.plugin.description();
         let summary = format!("{} {} ({})", d.name, d.version, next.plugin.digest());
+        if !self.leading() {
+            // A follower: the version serves admission only.
+            tracing::info!(binding = %self.name, plugin = %summary, "plugin in service for admission (not leading: no controller)");
+            let controller = match self.serving.take() {
+                Some(serving) => serving.controller,
+                None => None,
+            };
+            let serving = Serving {
+                binding: next,
+                attempt,
+                controller: None,
+            };
+            if let Some(controller) = controller {
+                controller.stop().await;
+            }
+            self.refused = None;
+            self.loader
+                .in_service
+                .put(&self.name, serving.binding.clone());
+            self.serving = Some(serving);
+            return;
+        }
         match self.serving.take() {
             None => {
                 tracing::info!(binding = %self.name, plugin = %summary, "plugin in service: starting its controller");
-                self.serving = Some(self.start_controller(next, attempt, None));
+                let controller = self.start_controller(&next, None);
+                self.serving = Some(Serving {
+                    binding: next,
+                    attempt,
+                    controller,
+                });
             }
             Some(mut serving) if serving.can_swap_in(&next) => {
-                serving.publisher.publish(next.clone(), changed_at);
+                if let Some(controller) = &serving.controller {
+                    controller.publisher.publish(next.clone(), changed_at);
+                }
                 serving.binding = next;
                 serving.attempt = attempt;
                 self.serving = Some(serving);
@@ -304,7 +403,12 @@ impl Followed {
                 // change, so it restarts (reconciles in flight finish first).
                 tracing::info!(binding = %self.name, plugin = %summary, "restarting the controller for the new version's children or concurrency");
                 serving.stop().await;
-                self.serving = Some(self.start_controller(next, attempt, Some(changed_at)));
+                let controller = self.start_controller(&next, Some(changed_at));
+                self.serving = Some(Serving {
+                    binding: next,
+                    attempt,
+                    controller,
+                });
                 metrics.record_plugin_swap(&self.labels(self.serving.as_ref().map(|s| &s.binding)));
                 self.event(binding, EventType::Normal, "PluginSwapped", format!("{summary} in service; its controller restarted for new children or concurrency")).await;
             }
@@ -333,6 +437,11 @@ impl Followed {
             reason,
         );
         let serving = self.serving.as_ref().map(|s| &s.binding);
+        if !self.leading() {
+            tracing::warn!(binding = %self.name, reason, %error, "plugin version refused (not leading: the leader reports it)");
+            self.refused = Some(attempt);
+            return;
+        }
         let note = match serving {
             Some(serving) => {
                 tracing::warn!(binding = %self.name, reason, %error, serving = %serving.plugin.digest(), "plugin version refused: the previous version keeps serving");
@@ -360,22 +469,24 @@ impl Followed {
         BindingLabels::new(&self.name, serving.map_or("", BoundPlugin::plugin_name))
     }
 
+    /// Starts the controller of `binding`; none for a plugin that only
+    /// admits (no controller, no watch of its kind).
     fn start_controller(
         &self,
-        binding: BoundPlugin,
-        attempt: Attempt,
+        binding: &BoundPlugin,
         changed_at: Option<Instant>,
-    ) -> Serving {
+    ) -> Option<Controller> {
+        if binding.plugin.description().is_admission_only() {
+            return None;
+        }
         let (publisher, live) = live::channel(&self.name, binding.clone(), changed_at);
         let (stop, stop_rx) = watch::channel(false);
-        let controller = tokio::spawn((self.loader.start)(live, shutdown_signal(stop_rx)));
-        Serving {
-            binding,
-            attempt,
+        let task = tokio::spawn((self.loader.start)(live, shutdown_signal(stop_rx)));
+        Some(Controller {
             publisher,
             stop,
-            controller,
-        }
+            task,
+        })
     }
 
     /// Writes the binding's status for `state` when it says something new,

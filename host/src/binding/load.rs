@@ -255,6 +255,7 @@ pub fn bind(plugin: &Plugin, spec: &ReconcilerPluginSpec) -> Result<BoundPlugin,
         grants: grants_for(plugin.description(), &spec.grants),
         settings,
         concurrency: spec.limits.concurrency(),
+        admission: spec.admission.clone().unwrap_or_default(),
     })
 }
 
@@ -355,6 +356,8 @@ mod tests {
             settings_schema: json!({}),
             wit_version: "0.1.0".into(),
             offers_admission: false,
+            admission: None,
+            role: crate::runtime::PluginRole::Reconciler,
         }
     }
 

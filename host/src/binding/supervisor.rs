@@ -3,7 +3,8 @@
 //! [`follow`](super::follow)) that follows it and the ConfigMap it points at.
 //! A refused version never replaces the one in service: the binding's
 //! status and a Warning event say why, and the previous version keeps
-//! serving.
+//! serving. Every replica runs one reloader for its whole life; only the
+//! leader's runs controllers (see [`follow`](super::follow)).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -40,7 +41,9 @@ pub struct Reloader {
 impl Reloader {
     /// A reloader that loads with `runtime`, runs controllers with `start`,
     /// reports events on bindings as `reporter` and keeps `in_service` on
-    /// the version each binding serves.
+    /// the version each binding serves. Controllers run, and statuses and
+    /// events are written, only while `leading` says this replica leads;
+    /// versions are put in service either way, for admission.
     pub fn new(
         client: Client,
         runtime: Arc<Runtime>,
@@ -48,6 +51,7 @@ impl Reloader {
         reporter: &str,
         start: StartController,
         in_service: InService,
+        leading: watch::Receiver<bool>,
     ) -> Self {
         let events = EventRecorder::new(client.clone(), reporter);
         Self {
@@ -58,6 +62,7 @@ impl Reloader {
                 events,
                 start,
                 in_service,
+                leading,
             }),
         }
     }

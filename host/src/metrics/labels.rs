@@ -170,3 +170,57 @@ pub(super) struct OperationLabels {
     pub(super) binding: BindingLabels,
     pub(super) operation: &'static str,
 }
+
+/// How a reconcile ended, in controller-runtime's words (its `result`
+/// label of `controller_runtime_reconcile_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReconcileResult {
+    /// Done until the next change or the resync.
+    Success,
+    /// Failed: counted in `controller_runtime_reconcile_errors_total` too.
+    Error,
+    /// Not done yet, asked again with the backoff (a finalize still in
+    /// progress), as controller-runtime's `Requeue: true`.
+    Requeue,
+    /// Done, and the plugin asked to be called again after a delay of its
+    /// own, as controller-runtime's `RequeueAfter`.
+    RequeueAfter,
+}
+
+impl ReconcileResult {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Error => "error",
+            Self::Requeue => "requeue",
+            Self::RequeueAfter => "requeue_after",
+        }
+    }
+}
+
+/// controller-runtime's `controller` label: the binding's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct ControllerLabels {
+    pub(super) controller: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct ResultLabels {
+    pub(super) controller: String,
+    pub(super) result: &'static str,
+}
+
+/// client-go's workqueue labels as controller-runtime sets them: `name`
+/// and `controller` both the controller's (here the binding's) name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct QueueLabels {
+    pub(super) name: String,
+    pub(super) controller: String,
+}
+
+/// client-go's leader-election label: the Lease's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct LeaseLabels {
+    pub(super) name: String,
+}

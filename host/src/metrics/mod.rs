@@ -1,15 +1,22 @@
-//! Prometheus metrics of the operator, served as OpenMetrics text on `/metrics`.
+//! Prometheus metrics of the operator, served as OpenMetrics text on `/metrics`
+//! (and as the Prometheus text format by [`prometheus_text`]).
 //!
-//! Every series is labelled with its `binding` (the `ReconcilerPlugin`) and
-//! its `plugin` (the name the component gives itself), and every other
-//! label comes from a bounded set: kinds (one per binding), the enums in
-//! [`labels`], and `&'static str` reasons. Error messages never become
-//! labels, so the number of series stays bounded however a plugin
-//! misbehaves.
+//! Two sets of series. The plugin-specific ones carry the `wasm_operator_`
+//! prefix and are labelled with their `binding` (the `ReconcilerPlugin`)
+//! and its `plugin` (the name the component gives itself). The ones a
+//! controller-runtime operator exports ([`controller_runtime`]) keep
+//! controller-runtime's names and labels, with the binding's name as the
+//! controller's, so dashboards and alerts made for Go operators apply.
+//! Every other label comes from a bounded set: kinds (one per binding),
+//! the enums in [`labels`], and `&'static str` reasons. Error messages
+//! never become labels, so the number of series stays bounded however a
+//! plugin misbehaves.
 
 mod admission;
 mod buckets;
+mod controller_runtime;
 mod labels;
+mod text;
 
 use std::time::{Duration, Instant};
 
@@ -19,18 +26,21 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-pub use labels::{BindingLabels, Export, Outcome, WriteVerb};
+pub use controller_runtime::{ActiveWorker, WorkQueueSeries};
+pub use labels::{BindingLabels, Export, Outcome, ReconcileResult, WriteVerb};
 use labels::{
     ErrorLabels, ExportLabels, LoadLabels, OutcomeLabels, PluginKindLabels, ReasonLabels,
     TrapLabels, VerbLabels,
 };
+pub use text::{PROMETHEUS_TEXT_CONTENT_TYPE, prometheus_text};
 
 use admission::AdmissionMetrics;
 use buckets::{HistogramFamily, lifecycle_histogram, plugin_call_histogram, reconcile_histogram};
+use controller_runtime::ControllerRuntimeMetrics;
 
 use crate::runtime::{CallError, LoadSource};
 
-/// The prefix of every series name.
+/// The prefix of the plugin-specific series' names.
 const PREFIX: &str = "wasm_operator";
 
 /// The operator's metrics; share it in an `Arc`.
@@ -54,6 +64,7 @@ pub struct Metrics {
     events_dropped: Family<ReasonLabels, Counter>,
     plugin_queries: Family<ReasonLabels, Counter>,
     admission: AdmissionMetrics,
+    controller_runtime: ControllerRuntimeMetrics,
 }
 
 impl Default for Metrics {
@@ -65,7 +76,9 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates every series family, empty, in a registry of its own.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix(PREFIX);
+        let mut root = Registry::default();
+        let controller_runtime = ControllerRuntimeMetrics::register(&mut root);
+        let registry = root.sub_registry_with_prefix(PREFIX);
         let reconciles = Family::default();
         registry.register(
             "reconciles",
@@ -158,9 +171,9 @@ impl Metrics {
             "Read-only queries plugins ran through the sql import, by outcome (reason: ok, error)",
             plugin_queries.clone(),
         );
-        let admission = AdmissionMetrics::register(&mut registry);
+        let admission = AdmissionMetrics::register(registry);
         Self {
-            registry,
+            registry: root,
             reconciles,
             reconcile_errors,
             reconcile_duration,
@@ -176,6 +189,7 @@ impl Metrics {
             events_dropped,
             plugin_queries,
             admission,
+            controller_runtime,
         }
     }
 
@@ -373,6 +387,56 @@ impl Metrics {
             .map_or(0, |counter| counter.get())
     }
 
+    /// Records a finished reconcile of the binding `controller` under
+    /// controller-runtime's names: `controller_runtime_reconcile_total` by
+    /// result, `controller_runtime_reconcile_errors_total` for an error,
+    /// and `controller_runtime_reconcile_time_seconds`.
+    pub fn record_controller_reconcile(
+        &self,
+        controller: &str,
+        result: ReconcileResult,
+        duration: Duration,
+    ) {
+        self.controller_runtime
+            .reconciled(controller, result, duration);
+    }
+
+    /// Counts a reconcile error the plugin said retrying cannot fix
+    /// (controller-runtime's terminal error): it waits for a change or the
+    /// resync instead of the backoff.
+    pub fn record_terminal_reconcile_error(&self, controller: &str) {
+        self.controller_runtime.terminal_error(controller);
+    }
+
+    /// Counts a reconcile whose plugin panicked, trapped or overflowed its
+    /// stack (controller-runtime's recovered panic).
+    pub fn record_reconcile_panic(&self, controller: &str) {
+        self.controller_runtime.panicked(controller);
+    }
+
+    /// Sets how many reconciles of `controller` may run at once (0: no bound).
+    pub fn set_max_concurrent_reconciles(&self, controller: &str, max: u16) {
+        self.controller_runtime.set_max_concurrent(controller, max);
+    }
+
+    /// Counts a reconcile of `controller` as active until the returned
+    /// worker is dropped, and then times it as the work on its queue item.
+    pub fn start_worker(&self, controller: &str) -> ActiveWorker {
+        self.controller_runtime.start_worker(controller)
+    }
+
+    /// The workqueue series (`workqueue_*{name,controller}`) of the
+    /// controller `name`.
+    pub fn work_queue(&self, name: &str) -> WorkQueueSeries {
+        self.controller_runtime.work_queue(name)
+    }
+
+    /// Sets `leader_election_master_status{name=lease}`: 1 while this
+    /// replica holds the Lease, 0 while it stands by.
+    pub fn set_leader(&self, lease: &str, leading: bool) {
+        self.controller_runtime.set_leader(lease, leading);
+    }
+
     /// Every series in the OpenMetrics text format, ending with `# EOF`.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -381,6 +445,12 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("encoding metrics into a String cannot fail");
         text
+    }
+
+    /// Every series in the Prometheus text format 0.0.4
+    /// ([`PROMETHEUS_TEXT_CONTENT_TYPE`]).
+    pub fn encode_prometheus_text(&self) -> String {
+        prometheus_text(&self.encode())
     }
 }
 
@@ -642,5 +712,166 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("wasm_operator_writes"), "{text}");
+    }
+    #[test]
+    fn reconciles_are_counted_under_controller_runtime_names_labels_and_buckets() {
+        let metrics = Metrics::new();
+        let took = Duration::from_millis(30);
+        metrics.record_controller_reconcile("postgres", ReconcileResult::Success, took);
+        metrics.record_controller_reconcile("postgres", ReconcileResult::RequeueAfter, took);
+        metrics.record_controller_reconcile("postgres", ReconcileResult::Error, took);
+        metrics.record_terminal_reconcile_error("postgres");
+        metrics.record_reconcile_panic("postgres");
+        metrics.set_max_concurrent_reconciles("postgres", 4);
+        let text = metrics.encode();
+        for (series, value) in [
+            (
+                r#"controller_runtime_reconcile_total{controller="postgres",result="success"}"#,
+                1.0,
+            ),
+            (
+                r#"controller_runtime_reconcile_total{controller="postgres",result="requeue_after"}"#,
+                1.0,
+            ),
+            (
+                r#"controller_runtime_reconcile_total{controller="postgres",result="error"}"#,
+                1.0,
+            ),
+            (
+                r#"controller_runtime_reconcile_errors_total{controller="postgres"}"#,
+                1.0,
+            ),
+            (
+                r#"controller_runtime_terminal_reconcile_errors_total{controller="postgres"}"#,
+                1.0,
+            ),
+            (
+                r#"controller_runtime_reconcile_panics_total{controller="postgres"}"#,
+                1.0,
+            ),
+            (
+                r#"controller_runtime_reconcile_time_seconds_count{controller="postgres"}"#,
+                3.0,
+            ),
+            (
+                r#"controller_runtime_reconcile_time_seconds_bucket{le="0.05",controller="postgres"}"#,
+                3.0,
+            ),
+            (
+                r#"controller_runtime_reconcile_time_seconds_bucket{le="0.025",controller="postgres"}"#,
+                0.0,
+            ),
+            (
+                r#"controller_runtime_max_concurrent_reconciles{controller="postgres"}"#,
+                4.0,
+            ),
+        ] {
+            assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+        }
+        // controller-runtime's 40 buckets, from 5 ms to 60 s, then +Inf.
+        let buckets = text
+            .lines()
+            .filter(|l| l.starts_with("controller_runtime_reconcile_time_seconds_bucket"))
+            .count();
+        assert_eq!(buckets, 41, "{text}");
+        assert!(
+            text.contains(r#"le="60.0",controller="postgres""#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn workqueue_series_carry_name_and_controller_and_workers_count_while_they_work() {
+        let metrics = Metrics::new();
+        let queue = metrics.work_queue("postgres");
+        queue.added();
+        queue.added();
+        queue.set_depth(1);
+        queue.taken(Duration::from_millis(3));
+        queue.retried();
+        let worker = metrics.start_worker("postgres");
+        let labels = r#"{name="postgres",controller="postgres"}"#;
+        let text = metrics.encode();
+        assert_eq!(
+            sample(&text, &format!("workqueue_adds_total{labels}")),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(&text, &format!("workqueue_depth{labels}")),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, &format!("workqueue_retries_total{labels}")),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                &format!("workqueue_queue_duration_seconds_count{labels}")
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"controller_runtime_active_workers{controller="postgres"}"#
+            ),
+            Some(1.0)
+        );
+        // client-go's buckets: 10 ns to 1000 s by powers of ten.
+        assert!(
+            text.contains(r#"workqueue_queue_duration_seconds_bucket{le="0.01",name="postgres",controller="postgres"} 1"#),
+            "{text}"
+        );
+        drop(worker);
+        let text = metrics.encode();
+        assert_eq!(
+            sample(
+                &text,
+                r#"controller_runtime_active_workers{controller="postgres"}"#
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                &format!("workqueue_work_duration_seconds_count{labels}")
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn leader_status_is_1_while_leading_and_0_after() {
+        let metrics = Metrics::new();
+        metrics.set_leader("wasm-operator", true);
+        let series = r#"leader_election_master_status{name="wasm-operator"}"#;
+        assert_eq!(sample(&metrics.encode(), series), Some(1.0));
+        metrics.set_leader("wasm-operator", false);
+        assert_eq!(sample(&metrics.encode(), series), Some(0.0));
+    }
+
+    #[test]
+    fn the_prometheus_text_names_counters_with_total_and_keeps_the_prefixed_series() {
+        let metrics = Metrics::new();
+        metrics.record_plugin_swap(&pg());
+        metrics.record_controller_reconcile(
+            "postgres",
+            ReconcileResult::Success,
+            Duration::from_millis(1),
+        );
+        let text = metrics.encode_prometheus_text();
+        assert!(
+            text.contains("# TYPE wasm_operator_plugin_swaps_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE controller_runtime_reconcile_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
     }
 }

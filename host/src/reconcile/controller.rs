@@ -39,16 +39,24 @@ const SLOW_SYNC: Duration = Duration::from_secs(5);
 /// [`BindingPublisher`](crate::binding::BindingPublisher) are swapped in as
 /// they come, and every object is then reconciled again.
 ///
+/// While the version in service only admits (an admission-only plugin),
+/// no controller runs and no kind is watched: `run` waits until `shutdown`,
+/// or until a version that reconciles is published, and starts with that.
+///
 /// # Errors
 /// When the plugin's kinds are not served by the API server.
 pub async fn run(
     client: Client,
-    mut live: LiveBinding,
+    live: LiveBinding,
     settings: Settings,
     metrics: Arc<Metrics>,
     servers: Arc<ServerDirectory>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), ReconcileError> {
+    let mut shutdown = Box::pin(shutdown);
+    let Some((mut live, _forwarding)) = until_it_reconciles(live, &mut shutdown).await else {
+        return Ok(());
+    };
     let first = live.current();
     let plugin = first.binding.clone();
     let description = plugin.plugin.description().clone();
@@ -105,7 +113,7 @@ pub async fn run(
     // must too: they carry requests such as a password rotation.
     let written = WrittenObjects::default();
     let observed = written.clone();
-    let queue = Queue::default();
+    let queue = Queue::new(metrics.work_queue(live.name()));
     let (forgotten, triggered) = (queue.clone(), queue.clone());
     let budget = EventBudget::default();
     let spent = budget.clone();
@@ -214,6 +222,56 @@ pub async fn run(
     Ok(())
 }
 
+/// Returns `live` at once when its version in service reconciles. When it
+/// only admits, logs so once and waits, watching nothing, for `shutdown`
+/// (`None`) or for a published version that reconciles: then returns a
+/// binding that starts with that version and follows the later ones, with
+/// the task that forwards them (aborted when dropped).
+async fn until_it_reconciles<S>(
+    mut live: LiveBinding,
+    shutdown: &mut std::pin::Pin<Box<S>>,
+) -> Option<(LiveBinding, Option<Forwarding>)>
+where
+    S: std::future::Future<Output = ()> + Send + Sync,
+{
+    let current = live.current();
+    let description = current.binding.plugin.description();
+    if !description.is_admission_only() {
+        return Some((live, None));
+    }
+    let name = live.name().to_owned();
+    tracing::info!(binding = %name, plugin = %description.name, kind = %description.target, "admission-only plugin: no controller and no watch of its kind until a version that reconciles is swapped in");
+    let mut versions = Box::pin(live.versions());
+    loop {
+        let published = tokio::select! {
+            () = shutdown.as_mut() => return None,
+            next = versions.next() => next?,
+        };
+        if published.binding.plugin.description().is_admission_only() {
+            continue;
+        }
+        let (publisher, live) =
+            crate::binding::channel(&name, published.binding, published.changed_at);
+        let forward = tokio::spawn(async move {
+            while let Some(next) = versions.next().await {
+                let changed_at = next.changed_at.unwrap_or_else(std::time::Instant::now);
+                publisher.publish(next.binding, changed_at);
+            }
+        });
+        return Some((live, Some(Forwarding(forward))));
+    }
+}
+
+/// The task forwarding versions to a controller that started after its
+/// binding was admission-only; it ends with the controller.
+struct Forwarding(tokio::task::JoinHandle<()>);
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// One reconcile running, counted in the controller's in-flight total
 /// while it lives.
 struct InFlight(Arc<AtomicUsize>);
@@ -275,11 +333,18 @@ fn error_policy(
     *count = count.saturating_add(1);
     // A plugin that says retrying cannot help (an invalid spec) is asked
     // again on the next change or resync, not on a fast backoff.
+    let uid = object.uid().unwrap_or_default();
     let delay = match error {
-        ReconcileError::Plugin { source, .. } if !source.is_retryable() => ctx.settings.resync,
-        _ => backoff(*count),
+        ReconcileError::Plugin { source, .. } if !source.is_retryable() => {
+            ctx.queue.requeued(&uid, ctx.settings.resync);
+            ctx.settings.resync
+        }
+        _ => {
+            let delay = backoff(*count);
+            ctx.queue.retried(&uid, delay);
+            delay
+        }
     };
-    ctx.queue.requeued(&object.uid().unwrap_or_default(), delay);
     tracing::warn!(object = %object.name_any(), reason = error.reason(), %error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
     Action::requeue(delay)
 }

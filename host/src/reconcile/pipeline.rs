@@ -15,8 +15,12 @@ use super::context::Context;
 use super::error::ReconcileError;
 use super::versions::Versions;
 use super::{check, decide, execute, gather, release, report};
-use crate::metrics::Outcome;
+use crate::metrics::{Outcome, ReconcileResult};
 use crate::runtime::CallError;
+
+/// The reason of the error that keeps the finalizer while the plugin's
+/// cleanup is not done, so the backoff asks again.
+const CLEANUP_PENDING: &str = "CleanupPending";
 
 /// Reconciles `object` with the version in service when it starts.
 pub(super) async fn reconcile(
@@ -24,6 +28,10 @@ pub(super) async fn reconcile(
     versions: Arc<Versions>,
 ) -> Result<Action, ReconcileError> {
     let version = versions.current();
+    let _worker = version
+        .context
+        .metrics
+        .start_worker(&version.context.labels.binding);
     let result = run(object, Arc::clone(&version.context)).await;
     if let Some(latency) = version.reconciled() {
         let ctx = &version.context;
@@ -115,7 +123,7 @@ async fn cleanup(ctx: &Context, object: Arc<DynamicObject>) -> Result<Action, Re
         Err(ReconcileError::Plugin {
             plugin: gathered.plugin,
             source: CallError::Guest {
-                reason: "CleanupPending".into(),
+                reason: CLEANUP_PENDING.into(),
                 message: "the plugin has not finished cleaning up".into(),
                 retryable: true,
             },
@@ -123,26 +131,68 @@ async fn cleanup(ctx: &Context, object: Arc<DynamicObject>) -> Result<Action, Re
     }
 }
 
-/// Counts a finished reconcile, and its failure by reason.
+/// Counts a finished reconcile, and its failure by reason: under the
+/// project's names by binding, kind and outcome, and under
+/// controller-runtime's by controller and result.
 fn record(ctx: &Context, result: &Result<Action, ReconcileError>, started: Instant) {
     let kind = ctx.target.resource.kind.as_str();
+    let took = started.elapsed();
     let outcome = match result {
         Ok(_) => Outcome::Success,
         Err(ReconcileError::Refused { .. }) => Outcome::Refused,
         Err(_) => Outcome::Error,
     };
     let metrics = &ctx.metrics;
-    metrics.record_reconcile(&ctx.labels, kind, outcome, started.elapsed());
+    let controller = ctx.labels.binding.as_str();
+    metrics.record_reconcile(&ctx.labels, kind, outcome, took);
+    metrics.record_controller_reconcile(controller, reconcile_result(ctx, result), took);
     if let Err(error) = result {
         metrics.record_reconcile_error(&ctx.labels, kind, error.reason());
         match error {
             ReconcileError::Plugin { source, .. } => {
-                metrics.record_call_failure(&ctx.labels, source);
+                if metrics.record_call_failure(&ctx.labels, source) && is_panic(source) {
+                    metrics.record_reconcile_panic(controller);
+                }
+                if !source.is_retryable() {
+                    metrics.record_terminal_reconcile_error(controller);
+                }
             }
             ReconcileError::Refused { .. } => metrics.record_refused_output(&ctx.labels),
             _ => {}
         }
     }
+}
+
+/// The reconcile's result in controller-runtime's words. The host's own
+/// resync is no requeue (controller-runtime's `SyncPeriod` is not either):
+/// a reconcile is `requeue_after` only when the plugin asked for a delay of
+/// its own, and a finalize still in progress, asked again with the backoff,
+/// is a `requeue`, not an error.
+fn reconcile_result(ctx: &Context, result: &Result<Action, ReconcileError>) -> ReconcileResult {
+    match result {
+        Ok(action)
+            if *action == Action::requeue(ctx.settings.resync)
+                || *action == Action::await_change() =>
+        {
+            ReconcileResult::Success
+        }
+        Ok(_) => ReconcileResult::RequeueAfter,
+        Err(ReconcileError::Plugin {
+            source: CallError::Guest { reason, .. },
+            ..
+        }) if reason == CLEANUP_PENDING => ReconcileResult::Requeue,
+        Err(_) => ReconcileResult::Error,
+    }
+}
+
+/// Whether the plugin's failure is what controller-runtime counts as a
+/// recovered panic: the guest panicked, trapped or overflowed its stack
+/// (not a deadline or memory limit, which are the sandbox's bounds).
+fn is_panic(error: &CallError) -> bool {
+    matches!(
+        error,
+        CallError::Panic { .. } | CallError::Trap { .. } | CallError::StackOverflow
+    )
 }
 
 fn trace_id() -> String {

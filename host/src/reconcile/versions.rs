@@ -47,8 +47,14 @@ impl Version {
 }
 
 impl Versions {
-    /// Starts with `context`, the context of the version first published.
+    /// Starts with `context`, the context of the version first published,
+    /// and shows its concurrency in `controller_runtime_max_concurrent_reconciles`
+    /// (a change of concurrency restarts the controller, so it holds for
+    /// every version swapped in later).
     pub(super) fn new(context: Context, first: &Published) -> Arc<Self> {
+        context
+            .metrics
+            .set_max_concurrent_reconciles(&context.labels.binding, context.plugin.concurrency);
         Arc::new(Self {
             current: ArcSwap::from_pointee(Version::new(context, first.changed_at)),
         })

@@ -28,8 +28,9 @@ pub enum LoadError {
     /// The component was built against a WIT package version the host cannot run.
     #[error(
         "component {digest} was built for {package}@{found}, but this host implements \
-         {package}@{accepted} and accepts {compatible}; rebuild the plugin against the \
-         host's WIT package"
+         {package}@{accepted} and accepts {compatible}; rebuild the plugin against a \
+         version the host accepts (the SDK of this host builds for {accepted}), or run a \
+         host that implements {found}"
     )]
     IncompatibleWit {
         /// Digest of the refused bytes.
@@ -38,9 +39,10 @@ pub enum LoadError {
         package: &'static str,
         /// The version the component was built for.
         found: String,
-        /// The version the host implements.
+        /// The version the host implements (the newest it accepts).
         accepted: &'static str,
-        /// The range of versions the host accepts, in semver notation.
+        /// The range of versions the host accepts, in semver notation, with
+        /// the minor versions it names (`>=0.1.0, <0.3.0 (0.1.x, 0.2.x)`).
         compatible: String,
     },
     /// The component does not export something the contract requires.

@@ -6,6 +6,12 @@
 //! component bytes into a [`Plugin`]; every call into a plugin gets a fresh
 //! store, so no state leaks between calls and a trapped instance is simply
 //! dropped.
+//!
+//! Components built for any minor version of the contract up to the host's
+//! own (within its major version) load and run: `bindings` links their
+//! imports under their version's names, `contract` finds their version and
+//! role (reconciler, or admission-only), and `exports` calls their exports
+//! by that version with the newest types.
 
 mod artifacts;
 mod bindings;
@@ -15,6 +21,7 @@ mod description;
 mod digest;
 mod epoch;
 mod error;
+mod exports;
 mod host_services;
 mod limits;
 mod plugin;
@@ -33,7 +40,7 @@ pub use decision::{
     Decision, DesiredChild, Event, EventType, FinalizeDecision, SqlPlan, SqlStatement, SqlValue,
     sql_value_size,
 };
-pub use description::PluginDescription;
+pub use description::{AdmissionScope, MatchCondition, PluginDescription, PluginRole};
 pub use digest::PluginDigest;
 pub use error::{CallError, LoadError, RuntimeError};
 pub use host_services::{HostServices, NoServices, QueryResult};
@@ -80,7 +87,8 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError::Linker {
             reason: format!("{e:#}"),
         })?;
-        bindings::AdmissionPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+        bindings::ScopedAdmissionPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .and_then(|()| bindings::add_older_imports(&mut linker))
             .map_err(|e| RuntimeError::Linker {
                 reason: format!("{e:#}"),
             })?;
@@ -136,22 +144,17 @@ impl Runtime {
                     digest: digest.clone(),
                     reason: format!("{e:#}"),
                 })?;
-        let missing = |e: wasmtime::Error| LoadError::MissingExport {
-            digest: digest.clone(),
-            export: format!("{e:#}"),
-            hint: "implement every function of the interface",
-        };
-        let reconciler = bindings::reconciler::GuestIndices::new(&pre).map_err(missing)?;
-        let admission = if contract.offers_admission {
-            Some(bindings::admission::GuestIndices::new(&pre).map_err(missing)?)
-        } else {
-            None
-        };
+        let exports = exports::Exports::find(&component, &contract).map_err(|export| {
+            LoadError::MissingExport {
+                digest: digest.clone(),
+                export,
+                hint: "implement every function of the interface",
+            }
+        })?;
         let loaded = plugin::LoadedComponent {
             digest: digest.clone(),
             pre,
-            reconciler,
-            admission,
+            exports,
             ticker: Arc::clone(&self.ticker),
             source,
             load_time: started.elapsed(),

@@ -9,12 +9,13 @@ use serde_json::Value;
 use wasmtime::component::InstancePre;
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 
-use super::bindings::{admission, reconciler, types};
+use super::bindings::{reconciler, types};
 use super::decision::{self, Decision, FinalizeDecision};
-use super::description::PluginDescription;
+use super::description::{PluginDescription, PluginRole};
 use super::digest::PluginDigest;
 use super::epoch::EpochTicker;
 use super::error::CallError;
+use super::exports::{Admission, Exports, Reconciler};
 use super::limits::PluginLimits;
 use super::sandbox::{CallContext, CallState};
 use crate::vocabulary::{ObjectKind, ServerKey};
@@ -74,8 +75,7 @@ struct PluginInner {
     name: Arc<str>,
     description: PluginDescription,
     pre: InstancePre<CallState>,
-    reconciler: reconciler::GuestIndices,
-    admission: Option<admission::GuestIndices>,
+    exports: Exports,
     /// Keeps the epoch advancing (deadlines working) while this plugin exists.
     _ticker: Arc<EpochTicker>,
     source: LoadSource,
@@ -96,8 +96,7 @@ impl fmt::Debug for Plugin {
 pub(crate) struct LoadedComponent {
     pub(crate) digest: PluginDigest,
     pub(crate) pre: InstancePre<CallState>,
-    pub(crate) reconciler: reconciler::GuestIndices,
-    pub(crate) admission: Option<admission::GuestIndices>,
+    pub(crate) exports: Exports,
     pub(crate) ticker: Arc<EpochTicker>,
     pub(crate) source: LoadSource,
     pub(crate) load_time: Duration,
@@ -105,13 +104,14 @@ pub(crate) struct LoadedComponent {
 }
 
 impl Plugin {
-    /// Calls `describe` and checks its answer, making the plugin usable.
+    /// Type-checks the exports, calls `describe` (the reconciler's, and
+    /// `admission-info`'s when exported) and checks the answers, making the
+    /// plugin usable.
     pub(crate) async fn new(loaded: LoadedComponent) -> Result<Self, CallError> {
         let LoadedComponent {
             digest,
             pre,
-            reconciler,
-            admission,
+            exports,
             ticker,
             source,
             load_time,
@@ -126,7 +126,13 @@ impl Plugin {
             wants_sql: false,
             settings_schema: Value::Bool(true),
             wit_version,
-            offers_admission: admission.is_some(),
+            offers_admission: exports.admission.is_some(),
+            admission: None,
+            role: if exports.reconciler.is_some() {
+                PluginRole::Reconciler
+            } else {
+                PluginRole::AdmissionOnly
+            },
         };
         let mut plugin = Self {
             inner: Arc::new(PluginInner {
@@ -134,20 +140,45 @@ impl Plugin {
                 digest,
                 description: placeholder,
                 pre,
-                reconciler,
-                admission,
+                exports,
                 _ticker: ticker,
                 source,
                 load_time,
             }),
             limits: PluginLimits::default(),
         };
-        let info = plugin
-            .run(CallContext::none(), "describe", |guest, store| {
-                Box::pin(async move { guest.call_describe(store).await })
+        let exports = plugin.inner.exports;
+        let (reconciler, admission_info) = (exports.reconciler, exports.admission_info);
+        let (info, admitter) = plugin
+            .run_with(CallContext::none(), "describe", move |store, instance| {
+                Box::pin(async move {
+                    exports.typecheck(store, instance)?;
+                    let info = match reconciler {
+                        Some(reconciler) => Some(reconciler.describe(store, instance).await?),
+                        None => None,
+                    };
+                    let admitter = match admission_info {
+                        Some(admission_info) => {
+                            Some(admission_info.describe(store, instance).await?)
+                        }
+                        None => None,
+                    };
+                    Ok((info, admitter))
+                })
             })
             .await?;
-        let description = PluginDescription::parse(info, &plugin.inner.description)?;
+        let loaded = &plugin.inner.description;
+        let description = match (info, admitter) {
+            (Some(info), None) => PluginDescription::parse(info, loaded)?,
+            (Some(info), Some(admitter)) => {
+                PluginDescription::parse(info, loaded)?.scoped(admitter)?
+            }
+            (None, Some(admitter)) => PluginDescription::parse_admitter(admitter, loaded)?,
+            // The contract check lets no component through with neither.
+            (None, None) => {
+                unreachable!("a component either reconciles or describes its admission")
+            }
+        };
         let inner = Arc::get_mut(&mut plugin.inner).expect("the plugin is not shared yet");
         inner.name = description.name.as_str().into();
         inner.description = description;
@@ -187,17 +218,19 @@ impl Plugin {
     ///
     /// # Errors
     /// Any [`CallError`]: the plugin's own error, a trap, a limit, or an
-    /// output that is too large or malformed.
+    /// output that is too large or malformed; [`CallError::NotExported`]
+    /// for an admission-only plugin, which is never entered.
     #[tracing::instrument(name = "wasm_operator.plugin.reconcile", skip_all, fields(plugin = %self.inner.name))]
     pub async fn reconcile(
         &self,
         input: &ReconcileInput,
         ctx: CallContext,
     ) -> Result<Decision, CallError> {
+        let reconciler = self.reconciler("reconcile")?;
         let request = input.to_wit();
         let response = self
-            .run(ctx, "reconcile", |guest, store| {
-                Box::pin(async move { guest.call_reconcile(store, &request).await })
+            .run_with(ctx, "reconcile", move |store, instance| {
+                Box::pin(async move { reconciler.reconcile(store, instance, &request).await })
             })
             .await?
             .map_err(guest_error)?;
@@ -214,10 +247,11 @@ impl Plugin {
         input: &ReconcileInput,
         ctx: CallContext,
     ) -> Result<FinalizeDecision, CallError> {
+        let reconciler = self.reconciler("finalize")?;
         let request = input.to_wit();
         let response = self
-            .run(ctx, "finalize", |guest, store| {
-                Box::pin(async move { guest.call_finalize(store, &request).await })
+            .run_with(ctx, "finalize", move |store, instance| {
+                Box::pin(async move { reconciler.finalize(store, instance, &request).await })
             })
             .await?
             .map_err(guest_error)?;
@@ -235,16 +269,11 @@ impl Plugin {
         request: &AdmissionRequest,
         ctx: CallContext,
     ) -> Result<Validation, CallError> {
-        let indices = self.admission_indices("validate")?;
+        let admission = self.admission("validate")?;
         let request = request.clone();
         let validation = self
             .run_with(ctx, "validate", move |store, instance| {
-                match indices.load(&mut *store, instance) {
-                    Ok(guest) => {
-                        Box::pin(async move { guest.call_validate(store, &request).await })
-                    }
-                    Err(error) => Box::pin(async move { Err(error) }),
-                }
+                Box::pin(async move { admission.validate(store, instance, &request).await })
             })
             .await?
             .map_err(guest_error)?;
@@ -262,14 +291,11 @@ impl Plugin {
         request: &AdmissionRequest,
         ctx: CallContext,
     ) -> Result<Mutation, CallError> {
-        let indices = self.admission_indices("mutate")?;
+        let admission = self.admission("mutate")?;
         let request = request.clone();
         let mutation = self
             .run_with(ctx, "mutate", move |store, instance| {
-                match indices.load(&mut *store, instance) {
-                    Ok(guest) => Box::pin(async move { guest.call_mutate(store, &request).await }),
-                    Err(error) => Box::pin(async move { Err(error) }),
-                }
+                Box::pin(async move { admission.mutate(store, instance, &request).await })
             })
             .await?
             .map_err(guest_error)?;
@@ -277,31 +303,21 @@ impl Plugin {
         Ok(mutation)
     }
 
-    fn admission_indices(
-        &self,
-        export: &'static str,
-    ) -> Result<&admission::GuestIndices, CallError> {
+    /// The `reconciler` export, for calling `export` on it; an
+    /// admission-only plugin has none.
+    fn reconciler(&self, export: &'static str) -> Result<Reconciler, CallError> {
         self.inner
-            .admission
-            .as_ref()
+            .exports
+            .reconciler
             .ok_or(CallError::NotExported { export })
     }
 
-    /// Runs one export of the `reconciler` interface.
-    async fn run<R>(
-        &self,
-        ctx: CallContext,
-        export: &'static str,
-        call: impl for<'a> FnOnce(reconciler::Guest, &'a mut Store<CallState>) -> BoxFuture<'a, R>,
-    ) -> Result<R, CallError> {
-        let indices = &self.inner.reconciler;
-        self.run_with(ctx, export, move |store, instance| {
-            match indices.load(&mut *store, instance) {
-                Ok(guest) => call(guest, store),
-                Err(error) => Box::pin(async move { Err(error) }),
-            }
-        })
-        .await
+    /// The `admission` export, for calling `export` on it.
+    fn admission(&self, export: &'static str) -> Result<Admission, CallError> {
+        self.inner
+            .exports
+            .admission
+            .ok_or(CallError::NotExported { export })
     }
 
     /// Runs one export in a fresh store under the plugin's limits and

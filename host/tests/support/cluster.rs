@@ -2,6 +2,7 @@
 //! namespaces, and the real `wasm-operator` binary running against it.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,17 +54,6 @@ pub fn free_port() -> u16 {
 /// the test chose one: operators of one test run side by side, and the
 /// default `0.0.0.0:9443` would be taken by the first. Other builds (a
 /// benchmark's baseline) may not know the flag and get none.
-fn webhook_args(binary: &std::path::Path, extra: &[&str]) -> Vec<String> {
-    let this_build: &std::path::Path = env!("CARGO_BIN_EXE_wasm-operator").as_ref();
-    if binary != this_build || extra.iter().any(|a| a.starts_with("--webhook-addr")) {
-        return Vec::new();
-    }
-    vec![
-        "--webhook-addr".to_owned(),
-        format!("127.0.0.1:{}", free_port()),
-    ]
-}
-
 /// The test API server with a kubeconfig for the operator.
 pub struct Cluster {
     /// The API server.
@@ -76,7 +66,28 @@ impl Cluster {
     /// Starts an API server serving `crds`, with `namespaces` created
     /// (`default` exists already).
     pub async fn start(name: &str, crds: Vec<Value>, namespaces: &[&str]) -> Self {
-        let mut builder = TestApiServer::builder();
+        Self::start_with(TestApiServer::builder(), name, crds, namespaces).await
+    }
+
+    /// Starts an API server as [`Cluster::start`] does, but one that
+    /// enforces RBAC: ServiceAccounts get only what the stored roles allow
+    /// (the admin client stays unrestricted).
+    pub async fn start_enforcing_rbac(name: &str, crds: Vec<Value>, namespaces: &[&str]) -> Self {
+        Self::start_with(
+            TestApiServer::builder().enforce_rbac(true),
+            name,
+            crds,
+            namespaces,
+        )
+        .await
+    }
+
+    async fn start_with(
+        mut builder: test_apiserver::Builder,
+        name: &str,
+        crds: Vec<Value>,
+        namespaces: &[&str],
+    ) -> Self {
         for crd in crds {
             builder = builder.crd(crd);
         }
@@ -87,7 +98,10 @@ impl Cluster {
         let kubeconfig = dir.join("kubeconfig");
         server.write_kubeconfig(&kubeconfig).unwrap();
         let cluster = Self { server, kubeconfig };
-        for ns in namespaces {
+        // The operator's own namespace (the default Lease namespace) always
+        // exists in a cluster it is installed in: it keeps its webhook
+        // certificate Secret there.
+        for ns in std::iter::once(&"wasm-operator").chain(namespaces) {
             match Api::<Namespace>::all(cluster.client())
                 .create(
                     &PostParams::default(),
@@ -136,6 +150,33 @@ impl Cluster {
         self.server.client()
     }
 
+    /// Writes a kubeconfig that authenticates as the ServiceAccount
+    /// `namespace/name` (next to the admin one) and returns its path.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> PathBuf {
+        let path = self
+            .kubeconfig
+            .with_file_name(format!("kubeconfig-{namespace}-{name}"));
+        self.server
+            .write_service_account_kubeconfig(namespace, name, &path)
+            .expect("writing the ServiceAccount's kubeconfig");
+        path
+    }
+
+    /// `--webhook-addr` on a free port for this build of the operator
+    /// (unless `extra` names one), with its Service mapped there: the
+    /// webhooks the operator registers name the Service, and the API server
+    /// reaches it where cluster DNS and kube-proxy would send it.
+    fn webhook_args(&self, binary: &std::path::Path, extra: &[&str]) -> Vec<String> {
+        let this_build: &std::path::Path = env!("CARGO_BIN_EXE_wasm-operator").as_ref();
+        if binary != this_build || extra.iter().any(|a| a.starts_with("--webhook-addr")) {
+            return Vec::new();
+        }
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        self.server
+            .set_service_address("wasm-operator", "wasm-operator-webhook", 443, addr);
+        vec!["--webhook-addr".into(), addr.to_string()]
+    }
+
     /// Starts the operator (`wasm-operator run`) with extra arguments.
     pub fn start_operator(&self, extra: &[&str]) -> Operator {
         self.start_operator_binary(env!("CARGO_BIN_EXE_wasm-operator").as_ref(), extra)
@@ -145,7 +186,7 @@ impl Cluster {
     /// does (the benchmarks compare a baseline build this way).
     pub fn start_operator_binary(&self, binary: &std::path::Path, extra: &[&str]) -> Operator {
         let port = free_port();
-        let webhooks = webhook_args(binary, extra);
+        let webhooks = self.webhook_args(binary, extra);
         let child = Command::new(binary)
             .env("KUBECONFIG", &self.kubeconfig)
             .env(
@@ -269,6 +310,25 @@ impl OperatorLog {
         }
     }
 
+    /// The lines so far with a field (at any depth) whose text contains `text`.
+    pub fn containing(&self, text: &str) -> Vec<Value> {
+        fn has(value: &Value, text: &str) -> bool {
+            match value {
+                Value::String(s) => s.contains(text),
+                Value::Array(items) => items.iter().any(|v| has(v, text)),
+                Value::Object(fields) => fields.values().any(|v| has(v, text)),
+                _ => false,
+            }
+        }
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, line)| has(line, text))
+            .map(|(_, line)| line.clone())
+            .collect()
+    }
+
     /// The lines so far whose `message` is `message`, with their arrival.
     pub fn find(&self, message: &str) -> Vec<(Instant, Value)> {
         self.lines
@@ -285,12 +345,23 @@ impl Cluster {
     /// Starts the operator as [`Cluster::start_operator`] does, logging
     /// JSON lines that the test can read (they are echoed to stderr too).
     pub fn start_operator_logged(&self, extra: &[&str]) -> (Operator, OperatorLog) {
+        self.start_operator_logged_as(&self.kubeconfig, extra)
+    }
+
+    /// Starts the operator as [`Cluster::start_operator_logged`] does, with
+    /// the credentials of `kubeconfig` (e.g. a ServiceAccount's, see
+    /// [`Cluster::service_account_kubeconfig`]).
+    pub fn start_operator_logged_as(
+        &self,
+        kubeconfig: &std::path::Path,
+        extra: &[&str],
+    ) -> (Operator, OperatorLog) {
         use std::io::BufRead;
         let port = free_port();
         let binary: &std::path::Path = env!("CARGO_BIN_EXE_wasm-operator").as_ref();
-        let webhooks = webhook_args(binary, extra);
+        let webhooks = self.webhook_args(binary, extra);
         let mut child = Command::new(binary)
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env(
                 "RUST_LOG",
                 std::env::var("E2E_LOG").unwrap_or_else(|_| "info,wasm_operator=debug".into()),

@@ -61,6 +61,13 @@ impl Binding {
         self
     }
 
+    /// `spec.admission` (failure policy, timeout, namespace selector of
+    /// the webhooks the operator registers).
+    pub fn admission(mut self, admission: Value) -> Self {
+        self.spec["admission"] = admission;
+        self
+    }
+
     /// The object.
     pub fn object(&self) -> Value {
         json!({
@@ -143,72 +150,4 @@ pub async fn put_component(client: &Client, namespace: &str, name: &str, key: &s
         )
         .await
         .unwrap_or_else(|e| panic!("putting {key} into ConfigMap {namespace}/{name}: {e}"));
-}
-
-/// Registers `/validate/<binding>` and `/mutate/<binding>` of the
-/// operator's webhook server at `base` (`https://127.0.0.1:<port>`),
-/// trusting `ca_pem`, for CREATE and UPDATE of Greetings, under
-/// `failurePolicy: Fail`: the registration the host will make itself later.
-pub async fn register_greeting_webhooks(client: &Client, binding: &str, base: &str, ca_pem: &str) {
-    register_webhooks(
-        client,
-        binding,
-        base,
-        ca_pem,
-        ("examples.systems.mikemiller.tech", "v1alpha1", "greetings"),
-    )
-    .await;
-}
-
-/// [`register_greeting_webhooks`] for the resource `(group, version, plural)`.
-pub async fn register_webhooks(
-    client: &Client,
-    binding: &str,
-    base: &str,
-    ca_pem: &str,
-    (group, version, plural): (&str, &str, &str),
-) {
-    use base64::Engine as _;
-    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    for (kind, configurations, path) in [
-        (
-            "ValidatingWebhookConfiguration",
-            "validatingwebhookconfigurations",
-            "validate",
-        ),
-        (
-            "MutatingWebhookConfiguration",
-            "mutatingwebhookconfigurations",
-            "mutate",
-        ),
-    ] {
-        let config: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": kind,
-            "metadata": {"name": binding},
-            "webhooks": [{
-                "name": format!("{path}.{binding}.wasm-operator.test"),
-                "clientConfig": {"url": format!("{base}/{path}/{binding}"), "caBundle": ca_bundle},
-                "rules": [{
-                    "operations": ["CREATE", "UPDATE"],
-                    "apiGroups": [group],
-                    "apiVersions": [version],
-                    "resources": [plural],
-                }],
-                "failurePolicy": "Fail",
-                "sideEffects": "None",
-                "admissionReviewVersions": ["v1"],
-                "timeoutSeconds": 10,
-            }],
-        }))
-        .expect("a valid webhook configuration");
-        let resource = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind),
-            configurations,
-        );
-        Api::<DynamicObject>::all_with(client.clone(), &resource)
-            .create(&PostParams::default(), &config)
-            .await
-            .unwrap_or_else(|e| panic!("creating {kind} {binding}: {e}"));
-    }
 }

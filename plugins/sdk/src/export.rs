@@ -1,14 +1,17 @@
 //! Glue between the wit-bindgen exports and the [`Plugin`] traits.
 //!
-//! [`Exported<P>`] implements the generated `Guest` traits for any plugin;
-//! the export macros name it. Requests are parsed here and decisions turned
+//! [`Exported<P>`] implements the generated `Guest` traits for any plugin,
+//! and [`ExportedAdmitter<P>`] those of an admission-only plugin; the export
+//! macros name them. Requests are parsed here and decisions turned
 //! back into WIT records, so plugin code never sees JSON text.
 
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::admission::{AdmissionRequest, Mutation, Operation, Validation};
+use crate::admission::{AdmissionRequest, AdmissionScope, Mutation, Operation, Validation};
+use crate::admitter::{AdmissionOnlyPlugin, AdmitterInfo};
 use crate::bindings::admission::exports::wasm_operator::plugin::admission as wit_admission;
+use crate::bindings::admission::exports::wasm_operator::plugin::admission_info as wit_info;
 use crate::bindings::plugin::exports::wasm_operator::plugin::reconciler as wit;
 use crate::bindings::plugin::wasm_operator::plugin::types as wit_types;
 use crate::context::Context;
@@ -18,7 +21,7 @@ use crate::object::{DecodeError, Object, parse_json};
 use crate::plugin::{AdmissionPlugin, Plugin, PluginInfo};
 use crate::reconcile::{FinalizeResponse, Request, Response};
 use crate::sql::SqlPlan;
-use crate::wasm_host::{WasmHost, to_wit_gvk, to_wit_sql_value};
+use crate::wasm_host::{AdmissionHost, WasmHost, to_wit_gvk, to_wit_sql_value};
 
 /// Implements the generated export traits for plugin `P`. Named only by the
 /// export macros.
@@ -72,6 +75,44 @@ impl<P: AdmissionPlugin> wit_admission::Guest for Exported<P> {
     }
 }
 
+impl<P: AdmissionPlugin> wit_info::Guest for Exported<P> {
+    fn describe() -> wit_info::AdmitterInfo {
+        admitter_to_wit(AdmitterInfo::from(P::describe()).scope(P::admission_scope()))
+    }
+}
+
+/// Implements the generated export traits for admission-only plugin `P`.
+/// Named only by [`export_admission_only_plugin!`](crate::export_admission_only_plugin).
+pub struct ExportedAdmitter<P>(PhantomData<P>);
+
+impl<P: AdmissionOnlyPlugin> wit_admission::Guest for ExportedAdmitter<P> {
+    fn validate(
+        request: wit_admission::AdmissionRequest,
+    ) -> Result<wit_admission::Validation, wit_types::PluginError> {
+        let request = admission_from_wit(request).map_err(error_to_wit)?;
+        let host = AdmissionHost;
+        P::validate(&Context::new(&host), &request)
+            .map(validation_to_wit)
+            .map_err(error_to_wit)
+    }
+
+    fn mutate(
+        request: wit_admission::AdmissionRequest,
+    ) -> Result<wit_admission::Mutation, wit_types::PluginError> {
+        let request = admission_from_wit(request).map_err(error_to_wit)?;
+        let host = AdmissionHost;
+        P::mutate(&Context::new(&host), &request)
+            .map(mutation_to_wit)
+            .map_err(error_to_wit)
+    }
+}
+
+impl<P: AdmissionOnlyPlugin> wit_info::Guest for ExportedAdmitter<P> {
+    fn describe() -> wit_info::AdmitterInfo {
+        admitter_to_wit(P::describe())
+    }
+}
+
 fn object_from_text(text: &str, what: &str) -> Result<Object, PluginError> {
     Ok(Object::new(parse_json(text, what)?))
 }
@@ -122,6 +163,41 @@ fn info_to_wit(info: PluginInfo) -> wit::PluginInfo {
             sql: info.sql,
         },
         settings_schema: info.settings_schema.to_string(),
+    }
+}
+
+fn admitter_to_wit(info: AdmitterInfo) -> wit_info::AdmitterInfo {
+    wit_info::AdmitterInfo {
+        name: info.name,
+        version: info.version,
+        target: to_wit_gvk(&info.target),
+        read_kinds: info.read_kinds.iter().map(to_wit_gvk).collect(),
+        settings_schema: info.settings_schema.to_string(),
+        scope: scope_to_wit(info.scope),
+    }
+}
+
+fn scope_to_wit(scope: AdmissionScope) -> wit_info::AdmissionScope {
+    wit_info::AdmissionScope {
+        operations: scope
+            .operations
+            .into_iter()
+            .map(|operation| match operation {
+                Operation::Create => wit_admission::Operation::Create,
+                Operation::Update => wit_admission::Operation::Update,
+                Operation::Delete => wit_admission::Operation::Delete,
+                Operation::Connect => wit_admission::Operation::Connect,
+            })
+            .collect(),
+        object_selector: scope.object_selector,
+        match_conditions: scope
+            .match_conditions
+            .into_iter()
+            .map(|c| wit_info::MatchCondition {
+                name: c.name,
+                expression: c.expression,
+            })
+            .collect(),
     }
 }
 

@@ -85,6 +85,7 @@
 #![warn(missing_docs)]
 
 mod admission;
+mod admitter;
 #[doc(hidden)]
 pub mod bindings;
 mod child;
@@ -135,8 +136,11 @@ pub use sql::{
 // Passwords.
 pub use password::{RandomError, generate_password, scram_sha_256_verifier};
 
-// Admission.
-pub use admission::{AdmissionRequest, Mutation, Operation, Validation};
+// Admission: a reconciler that also admits, or a component that only admits.
+pub use admission::{
+    AdmissionRequest, AdmissionScope, MatchCondition, Mutation, Operation, Validation,
+};
+pub use admitter::{AdmissionOnlyPlugin, AdmitterInfo};
 pub use plugin::AdmissionPlugin;
 
 // Testing: an in-memory host for native tests.
@@ -158,7 +162,7 @@ pub mod prelude {
 pub mod __private {
     pub use crate::bindings::admission::export_admission_world;
     pub use crate::bindings::plugin::export_plugin_world;
-    pub use crate::export::Exported;
+    pub use crate::export::{Exported, ExportedAdmitter};
 }
 
 /// Exports a [`Plugin`] as the component's `reconciler` (world `plugin`).
@@ -179,8 +183,10 @@ macro_rules! export_plugin {
     };
 }
 
-/// Exports an [`AdmissionPlugin`] as the component's `reconciler` and
-/// `admission` (world `admission-plugin`). Use instead of [`export_plugin!`].
+/// Exports an [`AdmissionPlugin`] as the component's `reconciler`,
+/// `admission` and `admission-info` (world `scoped-admission-plugin`: the
+/// scope is [`AdmissionPlugin::admission_scope`]). Use instead of
+/// [`export_plugin!`].
 #[macro_export]
 macro_rules! export_admission_plugin {
     ($plugin:ty) => {
@@ -190,6 +196,24 @@ macro_rules! export_admission_plugin {
             $crate::__private::export_plugin_world!(
                 __WasmOperatorExported with_types_in $crate::bindings::plugin
             );
+            $crate::__private::export_admission_world!(
+                __WasmOperatorExported with_types_in $crate::bindings::admission
+            );
+        };
+    };
+}
+
+/// Exports an [`AdmissionOnlyPlugin`] as the component's `admission` and
+/// `admission-info` (world `admission-only-plugin`): a component without a
+/// reconciler, for which the host runs no controller and opens no watch.
+/// Invoke it once, at the top level of a `cdylib` crate, instead of the
+/// other export macros; like them it expands to nothing on non-wasm targets.
+#[macro_export]
+macro_rules! export_admission_only_plugin {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type __WasmOperatorExported = $crate::__private::ExportedAdmitter<$plugin>;
             $crate::__private::export_admission_world!(
                 __WasmOperatorExported with_types_in $crate::bindings::admission
             );

@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
 use serde_json::Value;
 
-use crate::admission::{AdmissionRequest, Mutation, Validation};
+use crate::admission::{AdmissionRequest, AdmissionScope, Mutation, Validation};
 use crate::context::Context;
 use crate::error::PluginError;
 use crate::kind::GroupVersionKind;
@@ -152,8 +152,16 @@ pub trait Plugin {
 /// Admission logic for the plugin's target kind. Export it with
 /// [`export_admission_plugin!`](crate::export_admission_plugin). The host
 /// serves them as webhooks at `/validate/<binding>` and `/mutate/<binding>`
-/// (see the README's "Admission" section).
+/// for the requests [`admission_scope`](Self::admission_scope) selects (see
+/// the README's "Admission" section). For admission without a reconciler,
+/// see [`AdmissionOnlyPlugin`](crate::AdmissionOnlyPlugin).
 pub trait AdmissionPlugin: Plugin {
+    /// Which requests the plugin is called for. The default is creates and
+    /// updates of every object of its kind.
+    fn admission_scope() -> AdmissionScope {
+        AdmissionScope::default()
+    }
+
     /// Decides whether a request is allowed. The default allows everything.
     ///
     /// # Errors

@@ -66,6 +66,48 @@ impl Host for WasmHost {
     }
 }
 
+/// Calls the host through the imports of world `admission-only-plugin`:
+/// `log` and `kube`, and no `sql` (the component does not import it, so it
+/// must never reference it: a query is refused here instead).
+pub(crate) struct AdmissionHost;
+
+impl Host for AdmissionHost {
+    fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
+        WasmHost.log(level, message, fields);
+    }
+
+    fn get(
+        &self,
+        kind: &GroupVersionKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<String>, String> {
+        WasmHost.get(kind, namespace, name)
+    }
+
+    fn list(
+        &self,
+        kind: &GroupVersionKind,
+        namespace: Option<&str>,
+        label_selector: &str,
+    ) -> Result<Vec<String>, String> {
+        WasmHost.list(kind, namespace, label_selector)
+    }
+
+    fn query(
+        &self,
+        server: &str,
+        _database: Option<&str>,
+        _statement: &str,
+        _params: &[SqlValue],
+    ) -> Result<QueryResult, String> {
+        Err(format!(
+            "an admission-only plugin cannot query databases (server {server}); \
+             export a reconciler with admission (export_admission_plugin!) to use SQL"
+        ))
+    }
+}
+
 /// Converts a kind to its WIT record.
 pub(crate) fn to_wit_gvk(kind: &GroupVersionKind) -> types::GroupVersionKind {
     types::GroupVersionKind {

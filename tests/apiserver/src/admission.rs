@@ -16,8 +16,11 @@
 //! - `reinvocationPolicy: IfNeeded` (one more round), dry-run refused for webhooks with side
 //!   effects, warnings collected for `Warning: 299` headers.
 //!
-//! Not emulated: `matchConditions` (CEL; configurations carrying them are refused, see
-//! [`refuse_match_conditions`]), `matchPolicy: Equivalent` conversion (`kind`/`resource`
+//! - `matchConditions` (CEL, see `matchconditions.rs`) evaluated after the rules and
+//!   selectors, on the object as earlier mutating webhooks left it; any false skips the
+//!   webhook, an evaluation error under `failurePolicy: Fail` is a 403.
+//!
+//! Not emulated: `matchPolicy: Equivalent` conversion (`kind`/`resource`
 //! always equal `requestKind`/`requestResource`), auditAnnotations, metrics.
 
 use std::collections::{HashMap, HashSet};
@@ -34,6 +37,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::matchconditions;
 use crate::meta;
 use crate::registry::GroupResource;
 use crate::selector::matches_selector_object;
@@ -101,9 +105,10 @@ fn user_info() -> Value {
         .unwrap_or_else(|_| json!({ "username": "system:apiserver", "groups": ["system:masters"] }))
 }
 
-/// Refuses webhook configurations with `matchConditions`: they are CEL, which this server
-/// does not evaluate, and calling such a webhook for every object its rules match would
-/// silently differ from the real server. Returns the offending fields.
+/// Refuses webhook configurations whose `matchConditions` are invalid (too many, a name
+/// missing, not a qualified name or repeated, an expression missing or not compiling to
+/// bool: see [`matchconditions::validate`]). Returns the offending fields, e.g.
+/// `webhooks[0].matchConditions[1].expression`.
 pub fn refuse_match_conditions(target: &Target, object: &Value) -> Vec<(String, String)> {
     let rt = &target.rt;
     if rt.group != GROUP || !rt.plural.ends_with("webhookconfigurations") {
@@ -111,18 +116,57 @@ pub fn refuse_match_conditions(target: &Target, object: &Value) -> Vec<(String, 
     }
     webhooks(object)
         .enumerate()
-        .filter(|(_, hook)| {
-            hook.get("matchConditions")
-                .and_then(Value::as_array)
-                .is_some_and(|c| !c.is_empty())
-        })
-        .map(|(i, _)| {
-            (
-                format!("webhooks[{i}].matchConditions"),
-                "Forbidden: not supported by the test API server (it has no CEL evaluator)".into(),
+        .flat_map(|(i, hook)| {
+            matchconditions::validate(
+                &format!("webhooks[{i}].matchConditions"),
+                hook.get("matchConditions").unwrap_or(&Value::Null),
             )
         })
         .collect()
+}
+
+/// Evaluates a webhook's `matchConditions` against the request as it stands: whether to
+/// call it. An evaluation failure under `failurePolicy: Fail` is the real server's
+/// `403 Forbidden` (`apierrors.NewForbidden` in `ShouldCallHook`).
+fn conditions_match(hook: &Value, review: &Review<'_>) -> Result<bool, ApiError> {
+    if hook
+        .get("matchConditions")
+        .and_then(Value::as_array)
+        .is_none_or(|c| c.is_empty())
+    {
+        return Ok(true);
+    }
+    let mut request = review_body(review, "")["request"].take();
+    if let Some(fields) = request.as_object_mut() {
+        // The CEL `request` has neither the uid nor the objects (they are variables).
+        for field in ["uid", "object", "oldObject"] {
+            fields.remove(field);
+        }
+    }
+    let inputs = matchconditions::Inputs {
+        object: review.object,
+        old_object: review.old_object,
+        request: &request,
+    };
+    match matchconditions::decide(hook, &inputs) {
+        matchconditions::Decision::Call => Ok(true),
+        matchconditions::Decision::Skip => Ok(false),
+        matchconditions::Decision::Fail(reason) => {
+            let rt = &review.target.rt;
+            let resource = if rt.group.is_empty() {
+                rt.plural.clone()
+            } else {
+                format!("{}.{}", rt.plural, rt.group)
+            };
+            let object = &review.target.name;
+            tracing::warn!(webhook = name(hook), %reason, "failed evaluating match conditions, failing closed");
+            Err(ApiError::forbidden(if object.is_empty() {
+                format!("{resource} is forbidden: {reason}")
+            } else {
+                format!("{resource} \"{object}\" is forbidden: {reason}")
+            }))
+        }
+    }
 }
 
 fn webhooks(config: &Value) -> impl Iterator<Item = &Value> {
@@ -162,6 +206,10 @@ pub async fn mutate(api: &Api, review: &Review<'_>) -> Result<Option<Value>, Api
             if !object_selector_matches(hook.get("objectSelector"), &current) {
                 continue;
             }
+            // So do the match conditions.
+            if !conditions_match(hook, &current)? {
+                continue;
+            }
             let outcome = call(api, hook, &current, true)
                 .await
                 .and_then(|patch| decode_patch(&patch));
@@ -188,10 +236,18 @@ pub async fn mutate(api: &Api, review: &Review<'_>) -> Result<Option<Value>, Api
 /// A denial, a call failure under `failurePolicy: Fail`, a dry run to a webhook with side
 /// effects (400).
 pub async fn validate(api: &Api, review: &Review<'_>) -> Result<(), ApiError> {
-    let hooks = matching(api, "validatingwebhookconfigurations", review);
+    let mut hooks = Vec::new();
+    // Decided one by one before any call, as the dispatcher's `ShouldCallHook` does: a
+    // condition failing under `Fail` answers before any webhook is called.
+    for hook in matching(api, "validatingwebhookconfigurations", review) {
+        if object_selector_matches(hook.get("objectSelector"), review)
+            && conditions_match(&hook, review)?
+        {
+            hooks.push(hook);
+        }
+    }
     let calls: futures::stream::FuturesUnordered<_> = hooks
         .iter()
-        .filter(|hook| object_selector_matches(hook.get("objectSelector"), review))
         .map(|hook| async move { settle(hook, call(api, hook, review, false).await).map(drop) })
         .collect();
     let results: Vec<Result<(), ApiError>> = calls.collect().await;

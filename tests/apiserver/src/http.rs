@@ -15,6 +15,7 @@ use crate::collection::{delete_collection, list, watch};
 use crate::discovery;
 use crate::error::ApiError;
 use crate::gc::Propagation;
+use crate::openapi;
 use crate::patch::PatchKind;
 use crate::query::Query;
 use crate::render::{self, Format};
@@ -34,6 +35,19 @@ pub enum Reply {
     Text(&'static str),
     /// A watch stream.
     Stream(tokio::sync::mpsc::Receiver<Bytes>),
+    /// An OpenAPI v3 document with its `ETag`, cacheable for good when asked for by hash.
+    OpenApi {
+        /// The document.
+        document: Value,
+        /// Its content hash.
+        etag: String,
+        /// Whether the request named that hash (`?hash=`), so the answer never changes.
+        immutable: bool,
+    },
+    /// `301 Moved Permanently` to this location.
+    Redirect(String),
+    /// `304 Not Modified`: the client's `If-None-Match` names the current `ETag`.
+    NotModified,
 }
 
 /// Serves one request.
@@ -115,6 +129,45 @@ fn respond(reply: Result<Reply, ApiError>) -> Response<Body> {
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("application/json"),
             );
+            response
+        }
+        Ok(Reply::OpenApi {
+            document,
+            etag,
+            immutable,
+        }) => {
+            let mut response = json_response(StatusCode::OK, &document);
+            let headers = response.headers_mut();
+            if let Ok(value) = header::HeaderValue::from_str(&format!("\"{etag}\"")) {
+                headers.insert(header::ETAG, value);
+            }
+            // kube-openapi's handler: a document asked for by hash never changes, so
+            // clients (kubectl's HTTP cache) may keep it; without a hash, revalidate.
+            let cache = if immutable {
+                "public, immutable"
+            } else {
+                "no-cache, private"
+            };
+            headers.insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static(cache),
+            );
+            if immutable {
+                headers.insert(header::VARY, header::HeaderValue::from_static("Accept"));
+            }
+            response
+        }
+        Ok(Reply::NotModified) => {
+            let mut response = Response::new(Full::new(Bytes::new()).boxed());
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            response
+        }
+        Ok(Reply::Redirect(location)) => {
+            let mut response = Response::new(Full::new(Bytes::new()).boxed());
+            *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+            if let Ok(value) = header::HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
             response
         }
         Err(error) => {
@@ -221,6 +274,11 @@ async fn route(api: &Arc<Api>, request: &Req<'_>) -> Result<Reply, ApiError> {
     match segments.as_slice() {
         ["version"] if get => ok(Some(discovery::version())),
         ["healthz" | "readyz" | "livez"] if get => Ok(Reply::Text("ok")),
+        ["openapi", "v3"] if get => ok(Some(openapi::discovery(&api.store.lock().registry))),
+        ["openapi", "v3", "api", version] if get => openapi_document(api, request, "", version),
+        ["openapi", "v3", "apis", group, version] if get => {
+            openapi_document(api, request, group, version)
+        }
         ["api" | "apis"]
             if get
                 && request
@@ -245,6 +303,35 @@ async fn route(api: &Arc<Api>, request: &Req<'_>) -> Result<Reply, ApiError> {
         ["api", "v1", rest @ ..] => resource(api, request, "", "v1", rest).await,
         ["apis", group, version, rest @ ..] => resource(api, request, group, version, rest).await,
         _ => Err(ApiError::no_route(path)),
+    }
+}
+
+/// One group version's OpenAPI v3 document. A `?hash=` other than the current one is
+/// redirected to the current one, as kube-openapi's handler does, so a client holding an
+/// old discovery document still gets the schema it now has.
+fn openapi_document(
+    api: &Api,
+    request: &Req<'_>,
+    group: &str,
+    version: &str,
+) -> Result<Reply, ApiError> {
+    let path = request.parts.uri.path();
+    let document = openapi::group_version(&api.store.lock().registry, group, version)
+        .ok_or_else(|| ApiError::no_route(path))?;
+    let etag = openapi::hash(&document);
+    match request.query.get("hash") {
+        Some(asked) if !asked.is_empty() && asked != etag => {
+            Ok(Reply::Redirect(format!("{path}?hash={etag}")))
+        }
+        // kubectl's HTTP cache revalidates what it holds (`http.ServeContent` answers 304).
+        _ if request.header(header::IF_NONE_MATCH).trim_matches('"') == etag => {
+            Ok(Reply::NotModified)
+        }
+        asked => Ok(Reply::OpenApi {
+            immutable: asked.is_some_and(|a| !a.is_empty()),
+            document,
+            etag,
+        }),
     }
 }
 

@@ -80,6 +80,17 @@ pub fn prepare(target: &Target, old: Option<&Value>, new: &mut Value) {
 
 fn normalize_builtin(target: &Target, old: Option<&Value>, new: &mut Value) {
     let rt = &target.rt;
+    if (rt.group.as_str(), rt.plural.as_str()) == NAMESPACES {
+        // As the real namespace strategy does on every create and update
+        // (since 1.21): the immutable label namespaceSelectors match on.
+        let name = new.pointer("/metadata/name").cloned().unwrap_or(json!(""));
+        let m = meta::metadata_mut(new);
+        let labels = m.entry("labels").or_insert_with(|| json!({}));
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        labels["kubernetes.io/metadata.name"] = name;
+    }
     match (rt.group.as_str(), rt.plural.as_str()) {
         ("", "secrets") => {
             if let Some(Value::Object(string_data)) =
@@ -102,6 +113,8 @@ fn normalize_builtin(target: &Target, old: Option<&Value>, new: &mut Value) {
         NAMESPACES if new.pointer("/status/phase").is_none() => {
             new["status"] = json!({ "phase": "Active" });
         }
+        ("", "services") => crate::services::prepare_service(rt, old, new),
+        ("", "persistentvolumeclaims") => crate::services::prepare_claim(rt, old, new),
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             let since = old
                 .and_then(|o| o.pointer("/status/conditions/0/lastTransitionTime"))
@@ -150,6 +163,7 @@ pub fn validate(target: &Target, object: &Value) -> Result<(), ApiError> {
         causes.extend(schema::validate(object, schema));
     }
     causes.extend(crate::admission::refuse_match_conditions(target, object));
+    causes.extend(crate::services::take_causes(&target.rt, object));
     if causes.is_empty() {
         Ok(())
     } else {

@@ -1112,25 +1112,190 @@ async fn selectors_pick_namespaces_by_label_and_objects_by_their_new_or_old_labe
     );
 }
 
+/// The condition the Pod credential injection plugin registers, on ConfigMaps here.
+const INJECT_CONDITION: &str = "has(object.metadata.annotations) && 'systems.mikemiller.tech/inject-credentials' in object.metadata.annotations";
+
+fn conditions(expressions: &[&str]) -> Value {
+    let list: Vec<Value> = expressions
+        .iter()
+        .enumerate()
+        .map(|(i, e)| json!({ "name": format!("condition-{i}"), "expression": e }))
+        .collect();
+    json!({ "matchConditions": list })
+}
+
+fn annotated(name: &str) -> ConfigMap {
+    serde_json::from_value(json!({ "metadata": { "name": name, "annotations": {
+        "systems.mikemiller.tech/inject-credentials": "db",
+    } } }))
+    .expect("config map")
+}
+
 #[tokio::test]
-async fn match_conditions_are_refused_because_cel_is_not_evaluated() {
+async fn a_webhook_is_called_only_when_all_its_match_conditions_are_true() {
     let server = TestApiServer::start().await.expect("server starts");
     let hooks = webhooks().await;
-    let conditions = json!({ "matchConditions": [{ "name": "annotated", "expression": "has(object.metadata.annotations)" }] });
-    let err = api_error(
+    mutating(
+        &server,
+        "inject",
+        vec![webhook(
+            &hooks,
+            "/label/injected",
+            conditions(&[INJECT_CONDITION]),
+        )],
+    )
+    .await;
+    let by_name = conditions(&["request.name == 'blocked'", "request.operation == 'CREATE'"]);
+    validating(
+        &server,
+        "guard",
+        vec![webhook(&hooks, "/guard/deny", by_name)],
+    )
+    .await;
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+
+    let plain = create(&cms, "plain").await.expect("no webhook denies it");
+    assert_eq!(
+        labels(&plain),
+        Vec::<String>::new(),
+        "the mutating webhook was skipped"
+    );
+    assert!(hooks.to("/label/injected").is_empty());
+    assert!(hooks.to("/guard/deny").is_empty());
+
+    let marked = cms
+        .create(&PostParams::default(), &annotated("marked"))
+        .await
+        .expect("created");
+    assert_eq!(
+        labels(&marked),
+        ["injected"],
+        "the annotated object reached the webhook"
+    );
+    assert_eq!(hooks.to("/label/injected").len(), 1);
+
+    let err = api_error(create(&cms, "blocked").await);
+    assert_eq!(err.code, 403);
+    assert_eq!(
+        err.message,
+        "admission webhook \"guard-deny.hooks.example.com\" denied the request: no thanks"
+    );
+    assert_eq!(hooks.to("/guard/deny").len(), 1);
+}
+
+#[tokio::test]
+async fn a_match_condition_that_does_not_compile_is_refused_at_create() {
+    let server = TestApiServer::start().await.expect("server starts");
+    let hooks = webhooks().await;
+    let refused = |expressions: &[&str]| {
         try_register(
             &server,
             true,
             "m",
-            vec![webhook(&hooks, "/allow", conditions)],
+            vec![webhook(&hooks, "/allow", conditions(expressions))],
         )
-        .await,
-    );
+    };
+    let err = api_error(refused(&[INJECT_CONDITION, "object.metadata.name =="]).await);
     assert_eq!(err.code, 422);
+    assert_eq!(err.reason, "Invalid");
     assert!(
-        err.message.contains("webhooks[0].matchConditions"),
+        err.message.contains(
+            "webhooks[0].matchConditions[1].expression: Invalid value: \"object.metadata.name ==\": compilation failed: ERROR: <input>:1:"
+        ),
         "{}",
         err.message
     );
-    assert!(err.message.contains("no CEL evaluator"), "{}", err.message);
+    let err = api_error(refused(&["object.metadata.name"]).await);
+    assert!(
+        err.message.contains("webhooks[0].matchConditions[0].expression: Invalid value: \"object.metadata.name\": must evaluate to bool"),
+        "{}",
+        err.message
+    );
+    let err =
+        api_error(refused(&["authorizer.group('').resource('pods').check('get').allowed()"]).await);
+    assert!(
+        err.message
+            .contains("'authorizer' is not supported by the test API server"),
+        "{}",
+        err.message
+    );
+    let twice = json!({ "matchConditions": [
+        { "name": "same", "expression": "true" },
+        { "name": "same", "expression": "true" },
+    ] });
+    let err =
+        api_error(try_register(&server, false, "v", vec![webhook(&hooks, "/allow", twice)]).await);
+    assert!(
+        err.message
+            .contains("webhooks[0].matchConditions[1].name: Duplicate value: \"same\""),
+        "{}",
+        err.message
+    );
+    assert!(
+        configuration_api(&server, true)
+            .get_opt("m")
+            .await
+            .expect("get")
+            .is_none(),
+        "nothing was stored"
+    );
+}
+
+#[tokio::test]
+async fn a_match_condition_that_fails_to_evaluate_follows_the_failure_policy() {
+    // ConfigMaps without annotations have no `metadata.annotations`: indexing it fails.
+    let failing = "object.metadata.annotations['team'] == 'x'";
+    let server = TestApiServer::start().await.expect("server starts");
+    let hooks = webhooks().await;
+    validating(
+        &server,
+        "strict",
+        vec![webhook(
+            &hooks,
+            "/strict/allow",
+            conditions(&["true", failing]),
+        )],
+    )
+    .await;
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let err = api_error(create(&cms, "a").await);
+    assert_eq!(err.code, 403);
+    assert_eq!(err.reason, "Forbidden");
+    assert_eq!(
+        err.message,
+        format!(
+            "configmaps \"a\" is forbidden: expression '{failing}' resulted in error: no such key: annotations"
+        )
+    );
+    assert!(
+        hooks.to("/strict/allow").is_empty(),
+        "the webhook is not called"
+    );
+
+    let server = TestApiServer::start().await.expect("server starts");
+    let mut ignore = conditions(&[failing]);
+    ignore["failurePolicy"] = json!("Ignore");
+    validating(
+        &server,
+        "lenient",
+        vec![webhook(&hooks, "/lenient/deny", ignore)],
+    )
+    .await;
+    // A false condition skips the webhook even when another fails, whatever the policy.
+    validating(
+        &server,
+        "mixed",
+        vec![webhook(
+            &hooks,
+            "/mixed/deny",
+            conditions(&[failing, "false"]),
+        )],
+    )
+    .await;
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    create(&cms, "b")
+        .await
+        .expect("skipped under Ignore, and skipped by the false condition");
+    assert!(hooks.to("/lenient/deny").is_empty());
+    assert!(hooks.to("/mixed/deny").is_empty());
 }

@@ -1,5 +1,6 @@
 //! kubectl against the server as against a real cluster: server-side printing (`Table`)
-//! for `kubectl get`, and the requests kubectl sends, checked with /usr/bin/kubectl itself.
+//! for `kubectl get`, `kubectl explain` from the OpenAPI v3 documents, `kubectl wait`, and
+//! the requests kubectl sends, checked with /usr/bin/kubectl itself.
 
 use std::path::{Path, PathBuf};
 
@@ -69,29 +70,48 @@ impl Kubectl {
         }
     }
 
-    /// Runs kubectl off the runtime thread, so the server keeps answering; panics unless
-    /// it succeeds, returning its stdout.
-    async fn run(&self, args: &[&str]) -> String {
+    /// Runs kubectl off the runtime thread, so the server keeps answering, with a cache
+    /// directory of this test's own (kubectl caches discovery and OpenAPI documents).
+    async fn output(&self, args: &[&str]) -> std::process::Output {
         let kubeconfig = self.kubeconfig.clone();
+        let cache = self._dir.0.join("cache");
         let args: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
-        let output = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             std::process::Command::new("kubectl")
                 .arg("--kubeconfig")
                 .arg(&kubeconfig)
+                .arg("--cache-dir")
+                .arg(&cache)
                 .args(&args)
                 .current_dir(repo())
                 .output()
                 .expect("kubectl runs")
         })
         .await
-        .expect("joined");
+        .expect("joined")
+    }
+
+    /// Runs kubectl; panics unless it succeeds, returning its stdout.
+    async fn run(&self, args: &[&str]) -> String {
+        let output = self.output(args).await;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         assert!(
             output.status.success(),
-            "kubectl failed: {}\n{stdout}",
+            "kubectl {args:?} failed: {}\n{stdout}",
             String::from_utf8_lossy(&output.stderr)
         );
         stdout
+    }
+
+    /// Runs kubectl; panics if it succeeds, returning its stderr.
+    async fn fail(&self, args: &[&str]) -> String {
+        let output = self.output(args).await;
+        assert!(
+            !output.status.success(),
+            "kubectl {args:?} succeeded: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
     }
 }
 
@@ -132,23 +152,36 @@ async fn kubectl_get_shows_the_crd_printer_columns() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         words(lines[0]),
-        ["NAME", "DATABASE", "OWNER", "SERVER", "READY", "AGE"],
+        [
+            "NAME",
+            "DATABASE",
+            "OWNER",
+            "INSTANCES",
+            "PRIMARY",
+            "SIZE",
+            "VERSION",
+            "READY",
+            "AGE"
+        ],
         "{out}"
     );
+    // Empty cells (no instance on a shared server) print as blanks.
     assert_eq!(
         &words(lines[1])[..5],
-        ["foo-db", "foo_db", "foo", "db/main", "True"],
+        ["foo-db", "foo_db", "foo", "120Gi", "True"],
         "{out}"
     );
     // Priority-1 columns only with -o wide.
     let wide = k
         .run(&["get", "databases", "-n", "infra", "-o", "wide"])
         .await;
+    let wide_header = words(wide.lines().next().unwrap_or(""));
     assert_eq!(
-        words(wide.lines().next().unwrap_or(""))[5],
-        "REASON",
+        (wide_header[3], wide_header[9]),
+        ("SERVER", "REASON"),
         "{wide}"
     );
+    assert!(wide.contains("db/main"), "{wide}");
     assert!(wide.contains("Reconciled"), "{wide}");
     // Every project kind, across namespaces, as the demo shows them.
     let all = k
@@ -257,20 +290,39 @@ async fn table_rows_carry_partial_object_metadata_unless_told_otherwise() {
     assert_eq!(
         names,
         [
-            "Name", "Database", "Owner", "Server", "Ready", "Reason", "Age"
+            "Name",
+            "Database",
+            "Owner",
+            "Server",
+            "Instances",
+            "Primary",
+            "Size",
+            "Version",
+            "Ready",
+            "Reason",
+            "Age"
         ]
     );
     assert_eq!(table["columnDefinitions"][0]["format"], "name");
-    assert_eq!(table["columnDefinitions"][5]["priority"], 1);
-    assert_eq!(table["columnDefinitions"][6]["type"], "date");
+    assert_eq!(table["columnDefinitions"][3]["priority"], 1);
+    assert_eq!(table["columnDefinitions"][9]["priority"], 1);
+    assert_eq!(table["columnDefinitions"][10]["type"], "date");
     let row = &table["rows"][0];
+    let cells = row["cells"].as_array().expect("cells");
     assert_eq!(
-        row["cells"].as_array().expect("cells")[..6],
+        cells[..4],
         [
             json!("foo-db"),
             json!("foo_db"),
             json!("foo"),
-            json!("db/main"),
+            json!("db/main")
+        ]
+    );
+    assert_eq!(
+        cells[6..10],
+        [
+            json!("120Gi"),
+            cells[7].clone(),
             json!("True"),
             json!("Reconciled")
         ]
@@ -393,4 +445,291 @@ async fn kubectl_describe_lists_events_written_as_events_k8s_io() {
             "{out}"
         );
     }
+}
+
+#[tokio::test]
+async fn kubectl_explain_describes_the_crd_fields_from_openapi_v3() {
+    let k = Kubectl::start().await;
+    let out = k.run(&["explain", "database.spec"]).await;
+    assert!(
+        out.starts_with(
+            "GROUP:      systems.mikemiller.tech\nKIND:       Database\nVERSION:    v1alpha1\n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("FIELD: spec <Object>"), "{out}");
+    assert!(out.contains("credentials\t<Object> -required-"), "{out}");
+    assert!(
+        out.contains("reclaimPolicy\t<string>\n  enum: Retain, Delete"),
+        "{out}"
+    );
+
+    let out = k
+        .run(&[
+            "explain",
+            "databases.systems.mikemiller.tech.spec.credentials",
+        ])
+        .await;
+    assert!(out.contains("FIELD: credentials <Object>"), "{out}");
+    assert!(out.contains("username\t<string> -required-"), "{out}");
+    assert!(out.contains("Name of the owner role."), "{out}");
+
+    let out = k.run(&["explain", "database", "--recursive"]).await;
+    assert!(
+        out.contains("  metadata\t<ObjectMeta>\n    annotations\t<map[string]string>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("    credentials\t<Object> -required-\n      passwordRotation\t<Object>"),
+        "{out}"
+    );
+
+    let out = k.run(&["explain", "database.metadata.name"]).await;
+    assert!(out.contains("FIELD: name <string>"), "{out}");
+
+    // Built-in kinds have minimal schemas, enough for explain to answer.
+    for (resource, kind) in [
+        ("pod", "Pod"),
+        ("secret", "Secret"),
+        ("configmap", "ConfigMap"),
+        ("service", "Service"),
+    ] {
+        let out = k.run(&["explain", resource]).await;
+        assert!(
+            out.starts_with(&format!("KIND:       {kind}\nVERSION:    v1\n")),
+            "{out}"
+        );
+    }
+    let out = k.run(&["explain", "secret.data"]).await;
+    assert!(out.contains("FIELD: data <map[string]string>"), "{out}");
+
+    let err = k.fail(&["explain", "database.spec.nope"]).await;
+    assert!(err.contains("field \"nope\" does not exist"), "{err}");
+}
+
+#[tokio::test]
+async fn kubectl_explain_follows_a_crd_created_and_changed_while_serving() {
+    let k = Kubectl::start().await;
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(k.server.client());
+    let widget = |properties: Value| -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+        serde_json::from_value(json!({
+            "metadata": { "name": "widgets.example.com" },
+            "spec": {
+                "group": "example.com", "scope": "Namespaced",
+                "names": { "plural": "widgets", "singular": "widget", "kind": "Widget" },
+                "versions": [{ "name": "v1", "served": true, "storage": true, "schema": { "openAPIV3Schema": {
+                    "type": "object",
+                    "properties": { "spec": { "type": "object", "properties": properties } },
+                } } }],
+            },
+        }))
+        .expect("CRD")
+    };
+    crds.create(
+        &PostParams::default(),
+        &widget(json!({ "colour": { "type": "string", "description": "The colour." } })),
+    )
+    .await
+    .expect("CRD created");
+    let out = k.run(&["explain", "widget.spec"]).await;
+    assert!(out.contains("colour\t<string>\n    The colour."), "{out}");
+    assert!(!out.contains("size"), "{out}");
+
+    let mut changed = widget(json!({
+        "colour": { "type": "string", "description": "The colour." },
+        "size": { "type": "integer", "description": "How big." },
+    }));
+    changed.metadata.resource_version = crds
+        .get("widgets.example.com")
+        .await
+        .expect("CRD")
+        .metadata
+        .resource_version;
+    crds.replace("widgets.example.com", &PostParams::default(), &changed)
+        .await
+        .expect("CRD replaced");
+    // Same cache directory: the new hash in /openapi/v3 makes kubectl fetch the new document.
+    let out = k.run(&["explain", "widget.spec"]).await;
+    assert!(out.contains("size\t<integer>\n    How big."), "{out}");
+}
+
+fn databases(k: &Kubectl) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("systems.mikemiller.tech", "v1alpha1", "Database"),
+        "databases",
+    );
+    Api::namespaced_with(k.server.client(), "infra", &ar)
+}
+
+#[tokio::test]
+async fn kubectl_wait_returns_once_a_condition_or_a_jsonpath_holds() {
+    let k = Kubectl::start().await;
+    k.run(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        "plugins/postgres/examples/database.yaml",
+    ])
+    .await;
+    let dbs = databases(&k);
+    let ready = json!({ "status": { "conditions": [
+        { "type": "Ready", "status": "True", "reason": "Reconciled", "lastTransitionTime": "2025-01-01T00:00:00Z", "message": "" },
+    ], "databaseName": "foo_db" } });
+    let writer = async {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        dbs.patch_status("foo-db", &PatchParams::default(), &Patch::Merge(ready))
+            .await
+            .expect("status written");
+    };
+    let (out, ()) = tokio::join!(
+        k.run(&[
+            "wait",
+            "--for=condition=Ready",
+            "database/foo-db",
+            "-n",
+            "infra",
+            "--timeout=30s"
+        ]),
+        writer
+    );
+    assert_eq!(
+        out.trim(),
+        "database.systems.mikemiller.tech/foo-db condition met"
+    );
+
+    let out = k
+        .run(&[
+            "wait",
+            "--for=jsonpath={.status.databaseName}=foo_db",
+            "databases",
+            "--all",
+            "-n",
+            "infra",
+            "--timeout=10s",
+        ])
+        .await;
+    assert_eq!(
+        out.trim(),
+        "database.systems.mikemiller.tech/foo-db condition met"
+    );
+
+    let err = k
+        .fail(&[
+            "wait",
+            "--for=condition=Synced",
+            "database/foo-db",
+            "-n",
+            "infra",
+            "--timeout=1s",
+        ])
+        .await;
+    assert!(
+        err.contains("timed out waiting for the condition on databases/foo-db"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn kubectl_wait_for_delete_returns_once_the_last_finalizer_is_gone() {
+    let k = Kubectl::start().await;
+    k.run(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        "plugins/postgres/examples/database.yaml",
+    ])
+    .await;
+    let dbs = databases(&k);
+    let finalizer = json!({ "metadata": { "finalizers": ["systems.mikemiller.tech/cleanup"] } });
+    dbs.patch("foo-db", &PatchParams::default(), &Patch::Merge(finalizer))
+        .await
+        .expect("finalizer added");
+    dbs.delete("foo-db", &Default::default())
+        .await
+        .expect("deletion requested");
+    let finalizer_removed = async {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        let still_there = dbs.get("foo-db").await.expect("terminating, still there");
+        assert!(still_there.metadata.deletion_timestamp.is_some());
+        let none = json!({ "metadata": { "finalizers": null } });
+        dbs.patch("foo-db", &PatchParams::default(), &Patch::Merge(none))
+            .await
+            .expect("finalizer removed");
+    };
+    let (out, ()) = tokio::join!(
+        k.run(&[
+            "wait",
+            "--for=delete",
+            "database/foo-db",
+            "-n",
+            "infra",
+            "--timeout=30s"
+        ]),
+        finalizer_removed
+    );
+    assert_eq!(
+        out.trim(),
+        "database.systems.mikemiller.tech/foo-db condition met"
+    );
+    assert!(dbs.get_opt("foo-db").await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn openapi_documents_are_cached_by_hash_and_an_old_hash_is_redirected() {
+    let server = TestApiServer::start().await.expect("server starts");
+    let client = server.client();
+    let get = |uri: &str, etag: Option<&str>| {
+        let mut request = http::Request::get(uri);
+        if let Some(etag) = etag {
+            request = request.header(http::header::IF_NONE_MATCH, etag);
+        }
+        client.send(
+            request
+                .body(kube::client::Body::from(Vec::new()))
+                .expect("request"),
+        )
+    };
+    let root: Value = client
+        .request(
+            http::Request::get("/openapi/v3")
+                .body(Vec::new())
+                .expect("request"),
+        )
+        .await
+        .expect("discovery document");
+    let url = root["paths"]["api/v1"]["serverRelativeURL"]
+        .as_str()
+        .expect("core v1 listed")
+        .to_string();
+    let hash = url.split_once("?hash=").expect("a hash").1.to_string();
+
+    let response = get(&url, None).await.expect("document");
+    assert_eq!(response.status(), 200);
+    let header = |name: http::header::HeaderName| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(header(http::header::ETAG), format!("\"{hash}\""));
+    assert_eq!(header(http::header::CACHE_CONTROL), "public, immutable");
+
+    let moved = get("/openapi/v3/api/v1?hash=0123", None)
+        .await
+        .expect("redirect");
+    assert_eq!(moved.status(), 301);
+    assert_eq!(moved.headers()[http::header::LOCATION], url.as_str());
+    let unchanged = get(&url, Some(&format!("\"{hash}\"")))
+        .await
+        .expect("revalidation");
+    assert_eq!(unchanged.status(), 304);
+    let v2 = get("/openapi/v2", None).await.expect("answer");
+    assert_eq!(
+        v2.status(),
+        404,
+        "kubectl only falls back to v2 when v3 fails"
+    );
 }

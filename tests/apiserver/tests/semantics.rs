@@ -1110,3 +1110,27 @@ async fn a_streaming_list_watcher_sees_the_initial_state_end_then_changes() {
         .expect("create");
     assert!(matches!(next().await, Event::Apply(cm) if cm.name_any() == "after"));
 }
+
+/// The real server labels every namespace with its own name, whatever the
+/// client sends, so that webhook namespaceSelectors can leave one out.
+#[tokio::test]
+async fn namespaces_carry_their_name_as_the_metadata_name_label() {
+    let server = TestApiServer::start().await.expect("server starts");
+    let namespaces: Api<Namespace> = Api::all(server.client());
+    let mut ns: Namespace = serde_json::from_value(json!({
+        "metadata": {"name": "team-a", "labels": {"kubernetes.io/metadata.name": "kube-system"}}
+    }))
+    .unwrap();
+    let created = namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    assert_eq!(created.labels()["kubernetes.io/metadata.name"], "team-a");
+    ns.metadata.labels = None;
+    ns.metadata.resource_version = created.metadata.resource_version.clone();
+    let replaced = namespaces
+        .replace("team-a", &PostParams::default(), &ns)
+        .await
+        .unwrap();
+    assert_eq!(replaced.labels()["kubernetes.io/metadata.name"], "team-a");
+}

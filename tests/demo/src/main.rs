@@ -96,6 +96,14 @@ async fn main() -> anyhow::Result<()> {
     step("applying a PostgresServer, the plugin bindings and the seed's Database");
     apply_setup(&client, &pg, &plugins).await?;
 
+    // The webhooks the operator registers name its Service; here the API
+    // server reaches it where cluster DNS would send it.
+    let webhook_addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        probe.local_addr()?
+    };
+    server.set_service_address("wasm-operator", "wasm-operator-webhook", 443, webhook_addr);
+
     step("starting wasm-operator");
     let log = std::fs::File::create(work.join("operator.log"))?;
     let _operator = Operator(
@@ -109,6 +117,8 @@ async fn main() -> anyhow::Result<()> {
                 "--leader-election=false",
                 "--http-addr",
                 "127.0.0.1:0",
+                "--webhook-addr",
+                &webhook_addr.to_string(),
             ])
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -165,12 +175,16 @@ fn resource(kind: &str) -> ApiResource {
 }
 
 async fn apply_setup(client: &Client, pg: &PgServer, plugins: &Path) -> anyhow::Result<()> {
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "infra"}}))?,
-        )
-        .await?;
+    // `wasm-operator`: the operator's own namespace, where it keeps the
+    // webhooks' certificate Secret (deploy/base/namespace.yaml on a cluster).
+    for namespace in ["wasm-operator", "infra"] {
+        Api::<Namespace>::all(client.clone())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": namespace}}))?,
+            )
+            .await?;
+    }
     let value = |text: &str| ByteString(text.as_bytes().to_vec());
     let admin = Secret {
         metadata: ObjectMeta {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVarSource, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVarSource, Pod, Secret, Service};
 use kube::{Api, Client};
 
 /// The environment of `container`, or the message a real kubelet gives when a referenced
@@ -17,6 +17,20 @@ pub(crate) async fn resolve(
     image_env: &[(String, String)],
 ) -> Result<Vec<(String, String)>, String> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    let service_env = if links {
+        let services = Api::<Service>::namespaced(client.clone(), namespace)
+            .list(&Default::default())
+            .await
+            .map_err(|e| format!("listing the Services of namespace {namespace}: {e}"))?;
+        crate::services::environment(&services.items)
+    } else {
+        Vec::new()
+    };
     let mut env: Vec<(String, String)> = image_env.to_vec();
     let hostname = pod.metadata.name.clone().unwrap_or_default();
     set(&mut env, "HOSTNAME", hostname);
@@ -45,9 +59,20 @@ pub(crate) async fn resolve(
                 Some(value) => value,
                 None => continue,
             },
-            None => expand(var.value.as_deref().unwrap_or(""), &env),
+            None => {
+                // References see the container's variables first, then the Services'.
+                let context: Vec<(String, String)> =
+                    service_env.iter().chain(env.iter()).cloned().collect();
+                expand(var.value.as_deref().unwrap_or(""), &context)
+            }
         };
         set(&mut env, &var.name, value);
+    }
+    // The Services' variables come last, where the container does not define them itself.
+    for (name, value) in service_env {
+        if !env.iter().any(|(k, _)| *k == name) {
+            env.push((name, value));
+        }
     }
     Ok(env)
 }

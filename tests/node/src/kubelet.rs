@@ -60,8 +60,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             continue;
         };
         let spec = pod.spec.as_ref();
+        // A failed node schedules and starts nothing (its workers see their Pods' updates).
+        let failed = shared.failed();
         match spec.and_then(|s| s.node_name.as_deref()) {
-            None if schedulable(&pod) => {
+            None if schedulable(&pod) && !failed => {
                 if let Err(error) = schedule(&shared, &pod).await {
                     tracing::debug!(%error, "binding a Pod");
                 }
@@ -69,7 +71,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             Some(node) if node == shared.name && !done.contains(&uid) => {
                 if let Some(updates) = workers.get(&uid) {
                     updates.send_replace(Some(pod));
-                } else {
+                } else if !failed {
                     let (updates, receiver) = watch::channel(Some(pod));
                     tasks.spawn(pod::run(shared.clone(), receiver));
                     workers.insert(uid, updates);

@@ -13,26 +13,29 @@
 //! ```
 //!
 //! Modules: `kubelet` (binding Pods, one worker per Pod), `pod` (a Pod's lifecycle),
-//! `container` (starting one container),
+//! `container` (starting one container), `services` (EndpointSlices and the kube-proxy
+//! forwarder), `faults` (what a test injects),
 //! `sandbox` (a container's root, mounts and user), `env`, `probe`, `status`, `volumes`
 //! (the StorageClass, the provisioner, Pod volumes), `images`, `processes`.
 
 mod container;
 mod env;
 mod error;
+mod faults;
 mod images;
 mod kubelet;
 mod pod;
 mod probe;
 mod processes;
 mod sandbox;
+mod services;
 mod status;
 mod volumes;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -64,6 +67,9 @@ pub struct Config {
     pub node_name: String,
     /// The name of the default `StorageClass` it provisions for.
     pub storage_class: String,
+    /// How long after [`TestNode::fail`] the Pods of the failed node are evicted (deleted);
+    /// a real cluster's default is 300 s (the `unreachable` toleration's seconds).
+    pub pod_eviction_timeout: Duration,
 }
 
 impl Default for Config {
@@ -71,6 +77,7 @@ impl Default for Config {
         Self {
             node_name: "test-node".to_owned(),
             storage_class: "standard".to_owned(),
+            pod_eviction_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -83,9 +90,22 @@ pub(crate) struct Shared {
     pub(crate) workdir: PathBuf,
     pub(crate) host_ip: Ipv4Addr,
     pub(crate) processes: processes::Processes,
+    /// The running containers, for the faults a test injects.
+    pub(crate) running: faults::Running,
+    /// Whether the node has failed ([`TestNode::fail`]).
+    failed: AtomicBool,
 }
 
 impl Shared {
+    /// Whether the node is failed: its kubelet neither writes nor starts anything.
+    pub(crate) fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_failed(&self, failed: bool) {
+        self.failed.store(failed, Ordering::SeqCst);
+    }
+
     /// A fresh Pod IP: `127.<B>.<C>.<D>` with `B` chosen per test process (so parallel test
     /// binaries rarely meet) and `C.D` counting from 1.1 (`0.1` is the node).
     pub(crate) fn allocate_ip(&self) -> Ipv4Addr {
@@ -130,6 +150,9 @@ impl Shared {
 pub struct TestNode {
     shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
+    eviction_timeout: Duration,
+    /// The pending eviction of a failed node's Pods.
+    eviction: Mutex<Option<faults::AbortOnDrop>>,
 }
 
 impl TestNode {
@@ -153,6 +176,8 @@ impl TestNode {
             workdir: workdir.to_owned(),
             host_ip: Ipv4Addr::new(127, b, 0, 1),
             processes: processes::Processes::new(),
+            running: faults::Running::default(),
+            failed: AtomicBool::new(false),
         });
         register_node(&shared)
             .await
@@ -169,8 +194,14 @@ impl TestNode {
         let tasks = vec![
             tokio::spawn(kubelet::run(shared.clone())),
             tokio::spawn(volumes::provision(shared.clone())),
+            tokio::spawn(services::run(shared.clone())),
         ];
-        Ok(Self { shared, tasks })
+        Ok(Self {
+            shared,
+            tasks,
+            eviction_timeout: config.pod_eviction_timeout,
+            eviction: Mutex::new(None),
+        })
     }
 
     /// The node's name.
@@ -201,6 +232,51 @@ impl TestNode {
     /// The process groups of the containers and probes running now.
     pub fn process_groups(&self) -> Vec<i32> {
         self.shared.processes.groups()
+    }
+
+    /// Kills (SIGKILL) every process of one running container, as an OOM kill or a crash
+    /// would; the kubelet then restarts it per the Pod's `restartPolicy`. `false` when the
+    /// container is not running.
+    pub fn kill_container(&self, namespace: &str, pod: &str, container: &str) -> bool {
+        self.signal(namespace, pod, Some(container), libc::SIGKILL)
+    }
+
+    /// Freezes (SIGSTOP) every process of a Pod: a hung instance. Its listening sockets
+    /// still complete TCP handshakes, as a hung server's do. `false` when nothing runs.
+    pub fn freeze_pod(&self, namespace: &str, pod: &str) -> bool {
+        self.signal(namespace, pod, None, libc::SIGSTOP)
+    }
+
+    /// Resumes (SIGCONT) a frozen Pod.
+    pub fn thaw_pod(&self, namespace: &str, pod: &str) -> bool {
+        self.signal(namespace, pod, None, libc::SIGCONT)
+    }
+
+    fn signal(&self, namespace: &str, pod: &str, container: Option<&str>, signal: i32) -> bool {
+        let groups = self.shared.running.groups_of(namespace, pod, container);
+        for pgid in &groups {
+            processes::signal_group(*pgid, signal);
+        }
+        !groups.is_empty()
+    }
+
+    /// Fails the node as a power loss does: every process it runs is killed, its kubelet
+    /// writes and starts nothing; the `Node` goes `Ready=Unknown` (tainted `unreachable`),
+    /// its Pods `Ready=False`, and after [`Config::pod_eviction_timeout`] they are deleted
+    /// (staying `Terminating` until [`TestNode::recover`]).
+    pub async fn fail(&self) {
+        let eviction = faults::fail(&self.shared, self.eviction_timeout).await;
+        *self.eviction.lock().unwrap_or_else(|e| e.into_inner()) = Some(eviction);
+    }
+
+    /// Brings a failed node back: `Ready` again; its kubelet restarts the containers of the
+    /// Pods still bound to it (per their `restartPolicy`) and ends those deleted meanwhile.
+    pub async fn recover(&self) {
+        self.eviction
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        faults::recover(&self.shared).await;
     }
 }
 

@@ -25,12 +25,13 @@ use crate::probe::{ProbeState, Target};
 use crate::sandbox::Sandbox;
 use crate::status::{ContainerStatus, PodStatus, State, now};
 use crate::volumes::{self, HostVolume};
-use crate::{FINALIZER, Shared};
+use crate::{FINALIZER, Shared, processes};
 
 /// How often the worker looks at its processes, probes and the Pod.
 const TICK: Duration = Duration::from_millis(100);
 
-/// The kubelet's first restart back-off, doubled per restart up to [`MAX_BACKOFF`].
+/// The kubelet's restart back-off after the first (immediate) restart, doubled per restart
+/// up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -96,9 +97,16 @@ struct Run {
     child: Option<Child>,
     sandbox: Option<Sandbox>,
     env: Vec<(String, String)>,
+    /// The readiness probe.
     probe: Option<ProbeState>,
+    liveness: Option<ProbeState>,
+    startup: Option<ProbeState>,
+    /// Whether the startup probe (if any) has succeeded.
+    started: bool,
     /// When an exited container may start again.
     restart_at: Option<Instant>,
+    /// When a container killed by a failed liveness or startup probe gets SIGKILL.
+    kill_at: Option<Instant>,
 }
 
 impl Worker {
@@ -116,7 +124,11 @@ impl Worker {
                     sandbox: None,
                     env: Vec::new(),
                     probe: None,
+                    liveness: None,
+                    startup: None,
+                    started: false,
                     restart_at: None,
+                    kill_at: None,
                 })
                 .collect()
         };
@@ -204,6 +216,9 @@ impl Worker {
             }
             self.write_status().await;
             loop {
+                if self.shared.failed() {
+                    self.while_failed().await;
+                }
                 if !matches!(self.deletion(), Deletion::No) {
                     self.terminate().await;
                     return false;
@@ -238,6 +253,9 @@ impl Worker {
             self.start_or_wait(index, volumes).await;
         }
         loop {
+            if self.shared.failed() {
+                self.while_failed().await;
+            }
             self.update_phase();
             self.write_status().await;
             if !matches!(self.deletion(), Deletion::No) {
@@ -250,7 +268,17 @@ impl Worker {
                     if restart {
                         let delay = backoff(self.status.containers[index].restart_count);
                         self.containers[index].restart_at = Some(Instant::now() + delay);
+                        if !delay.is_zero() {
+                            self.back_off(index, delay);
+                        }
                     }
+                }
+                let run = &self.containers[index];
+                if run.kill_at.is_some_and(|at| Instant::now() >= at)
+                    && run.child.is_some()
+                    && let Some(pgid) = self.status.containers[index].pgid
+                {
+                    processes::signal_group(pgid, libc::SIGKILL);
                 }
                 if self.containers[index]
                     .restart_at
@@ -319,16 +347,23 @@ impl Worker {
                 &mut self.status.containers[index],
             )
         };
-        run.probe = spec
-            .readiness_probe
-            .clone()
-            .map(|p| ProbeState::new(p, Instant::now()));
-        status.ready = !init && run.probe.is_none();
+        let started = Instant::now();
+        let probe = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+            p.clone().map(|p| ProbeState::new(p, started))
+        };
+        run.probe = probe(&spec.readiness_probe);
+        run.liveness = probe(&spec.liveness_probe);
+        run.startup = probe(&spec.startup_probe);
+        run.started = run.startup.is_none();
+        run.kill_at = None;
+        status.started = run.started;
+        status.ready = !init && run.probe.is_none() && run.started;
         if matches!(status.state, State::Terminated { .. }) {
             status.last_state = Some(status.state.clone());
         }
         status.state = State::Running { started_at };
         status.pgid = Some(pgid);
+        self.shared.running.insert(&self.pod, &spec.name, pgid);
         run.child = Some(child);
         run.sandbox = Some(sandbox);
         run.env = env;
@@ -348,8 +383,10 @@ impl Worker {
         };
         let exit = run.child.as_mut()?.try_wait().ok()??;
         run.child = None;
+        run.kill_at = None;
         if let Some(pgid) = status.pgid {
             self.shared.processes.end(pgid);
+            self.shared.running.remove(pgid);
         }
         use std::os::unix::process::ExitStatusExt;
         let signal = exit.signal();
@@ -371,21 +408,109 @@ impl Worker {
         Some(code)
     }
 
+    /// Runs the container's due probes: the startup probe until it succeeds, then liveness
+    /// and readiness. A failed startup or liveness probe kills the container (SIGTERM, then
+    /// SIGKILL after the probe's or the Pod's grace period); the restart policy decides the
+    /// rest, as for any exit.
     async fn probe(&mut self, index: usize) {
-        let run = &mut self.containers[index];
-        let (Some(probe), Some(sandbox), Some(_)) = (&mut run.probe, &run.sandbox, &run.child)
+        let pod_grace = self.grace_seconds();
+        let Run {
+            spec,
+            child: Some(_),
+            sandbox: Some(sandbox),
+            env,
+            probe,
+            liveness,
+            startup,
+            started,
+            kill_at: kill_at @ None,
+            ..
+        } = &mut self.containers[index]
         else {
             return;
         };
         let target = Target {
             pod_ip: &self.status.pod_ip,
-            container: &run.spec,
+            container: spec,
             sandbox,
-            env: &run.env,
+            env,
             processes: &self.shared.processes,
         };
-        if let Some(ready) = probe.tick(&target).await {
-            self.status.containers[index].ready = ready;
+        let status = &mut self.status.containers[index];
+        let mut kill_grace = None;
+        if !*started {
+            if let Some(startup) = startup.as_mut() {
+                match startup.tick(&target).await {
+                    Some(true) => {
+                        *started = true;
+                        status.started = true;
+                        status.ready = probe.is_none();
+                    }
+                    Some(false) => kill_grace = Some(startup.grace_seconds()),
+                    None => {}
+                }
+            }
+        } else {
+            if let Some(liveness) = liveness.as_mut()
+                && liveness.tick(&target).await == Some(false)
+            {
+                kill_grace = Some(liveness.grace_seconds());
+            }
+            if kill_grace.is_none()
+                && let Some(probe) = probe.as_mut()
+                && let Some(ready) = probe.tick(&target).await
+            {
+                status.ready = ready;
+            }
+        }
+        if let Some(grace) = kill_grace {
+            status.ready = false;
+            let seconds = grace.unwrap_or(pod_grace);
+            *kill_at =
+                Some(Instant::now() + Duration::from_secs(u64::try_from(seconds).unwrap_or(0)));
+            if let Some(pgid) = status.pgid {
+                processes::signal_process(pgid, libc::SIGTERM);
+            }
+        }
+    }
+
+    /// A container waiting to be restarted shows `CrashLoopBackOff`, its last run in
+    /// `lastState`, as the kubelet reports it.
+    fn back_off(&mut self, index: usize, delay: Duration) {
+        let status = &mut self.status.containers[index];
+        if matches!(status.state, State::Terminated { .. }) {
+            status.last_state = Some(status.state.clone());
+        }
+        status.state = State::Waiting {
+            reason: "CrashLoopBackOff".to_owned(),
+            message: Some(format!(
+                "back-off {}s restarting failed container={} pod={}_{}({})",
+                delay.as_secs(),
+                status.name,
+                self.name,
+                self.pod.metadata.namespace.as_deref().unwrap_or("default"),
+                self.pod.metadata.uid.as_deref().unwrap_or_default(),
+            )),
+        };
+    }
+
+    /// The node has failed: every process is gone (a power loss), nothing is written or
+    /// started until it recovers; then the containers start again, as after a reboot.
+    async fn while_failed(&mut self) {
+        while self.shared.failed() {
+            for pgid in self.running_groups() {
+                processes::signal_group(pgid, libc::SIGKILL);
+            }
+            for index in 0..self.init.len() {
+                self.reap(true, index);
+            }
+            for index in 0..self.containers.len() {
+                if self.reap(false, index).is_some() {
+                    self.containers[index].restart_at = Some(Instant::now());
+                }
+            }
+            self.written = None;
+            tokio::time::sleep(TICK).await;
         }
     }
 
@@ -502,6 +627,15 @@ impl Worker {
         Deletion::Graceful(Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
     }
 
+    /// The Pod's `terminationGracePeriodSeconds` (default 30).
+    fn grace_seconds(&self) -> i64 {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(DEFAULT_GRACE_SECONDS)
+    }
+
     fn restart_policy(&self) -> String {
         self.pod
             .spec
@@ -512,6 +646,10 @@ impl Worker {
 
     /// Writes the status if it changed since the last write.
     async fn write_status(&mut self) {
+        if self.shared.failed() {
+            // A failed node's kubelet writes nothing.
+            return;
+        }
         let status = self.status.render(&now());
         if self.written.as_ref() == Some(&status) {
             return;
@@ -609,8 +747,12 @@ fn status_of(run: &Run, waiting: &str) -> ContainerStatus {
     )
 }
 
-/// The restart delay after `restarts` restarts.
+/// The restart delay after `restarts` restarts: none for the first (the kubelet's back-off
+/// entry for a container only exists once it has restarted), then 10 s doubling.
 fn backoff(restarts: i32) -> Duration {
-    let doublings = u32::try_from(restarts.clamp(0, 10)).unwrap_or(0);
+    if restarts <= 0 {
+        return Duration::ZERO;
+    }
+    let doublings = u32::try_from((restarts - 1).clamp(0, 10)).unwrap_or(0);
     (FIRST_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF)
 }

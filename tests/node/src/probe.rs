@@ -1,5 +1,5 @@
-//! Readiness probes (`exec`, `tcpSocket`, `httpGet`) and their thresholds, as the kubelet
-//! runs them.
+//! Probes (`exec`, `tcpSocket`, `httpGet`) and their thresholds, as the kubelet runs them
+//! for readiness, liveness and startup.
 
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,14 @@ impl ProbeState {
         }
     }
 
-    /// Runs the probe if it is due, and says the readiness it leads to (`None`: unchanged).
+    /// The probe's own `terminationGracePeriodSeconds` (for a kill on liveness or startup
+    /// failure), if it sets one.
+    pub(crate) fn grace_seconds(&self) -> Option<i64> {
+        self.probe.termination_grace_period_seconds
+    }
+
+    /// Runs the probe if it is due, and says the result it leads to once a threshold is
+    /// reached (`None`: not due, or no threshold crossed).
     pub(crate) async fn tick(&mut self, target: &Target<'_>) -> Option<bool> {
         if Instant::now() < self.next {
             return None;

@@ -67,6 +67,8 @@ pub(crate) struct ContainerStatus {
     pub(crate) ready: bool,
     /// The process group of the running (or last) process, shown as the container id.
     pub(crate) pgid: Option<i32>,
+    /// Whether its startup probe (if any) has succeeded.
+    pub(crate) started: bool,
 }
 
 impl ContainerStatus {
@@ -80,6 +82,7 @@ impl ContainerStatus {
             restart_count: 0,
             ready: false,
             pgid: None,
+            started: false,
         }
     }
 
@@ -92,7 +95,7 @@ impl ContainerStatus {
             "state": self.state.to_json(),
             "lastState": self.last_state.as_ref().map_or(json!({}), State::to_json),
             "ready": self.ready,
-            "started": matches!(self.state, State::Running { .. }),
+            "started": self.started && matches!(self.state, State::Running { .. }),
             "restartCount": self.restart_count,
         })
     }

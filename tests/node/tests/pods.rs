@@ -261,7 +261,7 @@ async fn a_restarted_container_counts_its_restarts_and_keeps_its_last_state() {
         }))
         .await;
 
-    // The kubelet's first back-off is 10 s.
+    // The first restart is immediate (the kubelet backs off from the second on).
     let pod = cluster
         .pod_when("flaky", "one restart", |p| {
             container_state(p, "task").is_some_and(|c| {
@@ -400,4 +400,109 @@ async fn every_process_ends_when_the_node_is_dropped_even_by_a_panic() {
         test_node::running_in_groups(&groups).is_empty(),
         "{groups:?}"
     );
+}
+
+#[tokio::test]
+async fn a_failing_liveness_probe_restarts_the_container_and_counts_it() {
+    let cluster = Cluster::start("pod-liveness").await;
+    cluster
+        .create::<Pod>(json!({
+            "metadata": {"name": "unhealthy"},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                "name": "main", "image": image(),
+                "command": ["sh", "-c", "touch /tmp/healthy; sleep 1; rm /tmp/healthy; exec sleep 600"],
+                "livenessProbe": {"exec": {"command": ["cat", "/tmp/healthy"]},
+                    "periodSeconds": 1, "failureThreshold": 1},
+            }]},
+        }))
+        .await;
+    let pod = cluster
+        .pod_when("unhealthy", "a restart after the liveness failure", |p| {
+            container_state(p, "main").is_some_and(|c| {
+                c.restart_count >= 1 && c.state.as_ref().is_some_and(|s| s.running.is_some())
+            })
+        })
+        .await;
+    let last = container_state(&pod, "main")
+        .unwrap()
+        .last_state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!(last.exit_code, 143, "ended by the kubelet's SIGTERM");
+}
+
+#[tokio::test]
+async fn a_startup_probe_holds_readiness_until_it_succeeds() {
+    let cluster = Cluster::start("pod-startup").await;
+    let started = Instant::now();
+    cluster
+        .create::<Pod>(json!({
+            "metadata": {"name": "slow"},
+            "spec": {"containers": [{
+                "name": "main", "image": image(),
+                "command": ["sh", "-c", "rm -f /tmp/up; sleep 2; touch /tmp/up; exec sleep 600"],
+                "startupProbe": {"exec": {"command": ["test", "-f", "/tmp/up"]},
+                    "periodSeconds": 1, "failureThreshold": 30},
+            }]},
+        }))
+        .await;
+    let running = cluster
+        .pod_when("slow", "the container running", |p| {
+            container_state(p, "main")
+                .is_some_and(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        })
+        .await;
+    let status = container_state(&running, "main").unwrap();
+    assert_eq!(
+        (status.started, status.ready),
+        (Some(false), false),
+        "not started nor ready before the startup probe succeeds"
+    );
+    let ready = cluster
+        .pod_when("slow", "the Pod Ready", |p| condition(p, "Ready"))
+        .await;
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let status = container_state(&ready, "main").unwrap();
+    assert_eq!((status.started, status.restart_count), (Some(true), 0));
+}
+
+#[tokio::test]
+async fn http_get_probes_follow_the_status_code_a_server_answers() {
+    let cluster = Cluster::start("pod-http-probe").await;
+    let web = |name: &str, probes: serde_json::Value| {
+        let mut container = json!({
+            "name": "web", "image": image(),
+            "command": ["python3", "-m", "http.server", "--bind", "$(POD_IP)", "8080"],
+            "workingDir": "/srv",
+            "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+            "ports": [{"name": "http", "containerPort": 8080}],
+        });
+        for (k, v) in probes.as_object().unwrap() {
+            container[k] = v.clone();
+        }
+        json!({"metadata": {"name": name}, "spec": {"terminationGracePeriodSeconds": 1, "containers": [container]}})
+    };
+    cluster
+        .create::<Pod>(web(
+            "served",
+            json!({"readinessProbe": {
+            "httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}}),
+        ))
+        .await;
+    cluster
+        .create::<Pod>(web("missing", json!({"livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1, "failureThreshold": 2}})))
+        .await;
+    cluster
+        .pod_when("served", "200 from / makes it Ready", |p| {
+            condition(p, "Ready")
+        })
+        .await;
+    cluster
+        .pod_when("missing", "404 from /healthz restarts it", |p| {
+            container_state(p, "web").is_some_and(|c| c.restart_count >= 1)
+        })
+        .await;
 }

@@ -169,10 +169,14 @@ pub struct PostgresServerStatus {
         namespaced,
         shortname = "pgdb",
         category = "wasm-operator",
-        status = "CredentialsStatus",
+        status = "DatabaseStatus",
         printcolumn = r#"{"name":"Database","type":"string","jsonPath":".status.databaseName"}"#,
         printcolumn = r#"{"name":"Owner","type":"string","jsonPath":".spec.credentials.username"}"#,
-        printcolumn = r#"{"name":"Server","type":"string","jsonPath":".status.server"}"#,
+        printcolumn = r#"{"name":"Server","type":"string","jsonPath":".status.server","priority":1}"#,
+        printcolumn = r#"{"name":"Instances","type":"integer","jsonPath":".status.instances"}"#,
+        printcolumn = r#"{"name":"Primary","type":"string","jsonPath":".status.currentPrimary"}"#,
+        printcolumn = r#"{"name":"Size","type":"string","jsonPath":".spec.size"}"#,
+        printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.serverVersion"}"#,
         printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
         printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
         printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -311,6 +315,92 @@ pub struct CredentialsStatus {
     pub common: CommonStatus,
 }
 
+/// What the operator observed of a Database: the credentials fields every
+/// Database has and, for a dedicated instance (no `spec.serverRef`), its
+/// instances, storage, replication and failover bookkeeping.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseStatus {
+    /// Where the database lives and its credentials Secret.
+    #[serde(flatten)]
+    pub credentials: CredentialsStatus,
+    /// Instances (Pods) the dedicated instance consists of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+    /// Instances whose Pod is Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_instances: Option<u32>,
+    /// The instance (Pod name) that is the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_primary: Option<String>,
+    /// The streaming replicas, as the primary reports them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaStatus>,
+    /// Requested storage and what each volume reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageStatus>,
+    /// The primary's version as PostgreSQL reports it (`14.23`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    /// The major version the instance's data directory was created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_version: Option<u32>,
+    /// A failover being decided or carried out; kept in the status so that
+    /// it survives operator restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverStatus>,
+}
+
+/// One streaming replica.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    /// The instance (Pod name).
+    pub name: String,
+    /// `pg_stat_replication.state` (`streaming`, `catchup`, …), or
+    /// `disconnected` when its slot is inactive.
+    pub state: String,
+    /// Bytes of WAL the primary has written that the replica has not replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<i64>,
+}
+
+/// Storage of a dedicated instance.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageStatus {
+    /// The size each volume is asked to have (`spec.size`, never less than
+    /// what the volumes were created with).
+    pub requested: String,
+    /// Each volume's capacity as the cluster reports it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeStatus>,
+}
+
+/// One PersistentVolumeClaim of an instance.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeStatus {
+    /// The claim's name (the instance's).
+    pub name: String,
+    /// `status.capacity.storage`, once bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<String>,
+}
+
+/// The bookkeeping of a failover.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverStatus {
+    /// The primary that stopped being healthy.
+    pub primary: String,
+    /// Since when (RFC 3339) it has not been healthy.
+    pub unhealthy_since: String,
+    /// The replica being promoted, once the failover started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoting: Option<String>,
+}
+
 /// A Service Binding reference to a credentials Secret.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct Binding {
@@ -373,6 +463,25 @@ pub struct DatabaseUserSpec {
     /// `Delete`: a role holds no data; its privileges are revoked first).
     #[serde(default = "delete_policy")]
     pub reclaim_policy: ReclaimPolicy,
+    /// Who may be given the role's credentials by injection into a Pod
+    /// (none: any Pod of the namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<Consumers>,
+}
+
+/// The workloads allowed to receive a DatabaseUser's credentials.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Consumers {
+    /// ServiceAccounts of the DatabaseUser's namespace whose Pods may have
+    /// the credentials injected (`systems.mikemiller.tech/inject-credentials`);
+    /// a Pod of any other ServiceAccount is denied at admission.
+    #[serde(default)]
+    #[schemars(inner(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    ))]
+    pub service_accounts: Vec<String>,
 }
 
 fn delete_policy() -> ReclaimPolicy {

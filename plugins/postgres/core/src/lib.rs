@@ -70,7 +70,8 @@ pub use user::DatabaseUserPlugin;
 pub mod queries {
     pub use crate::database::{
         FINALIZE_QUERY as DATABASE_FINALIZE, INSIDE_QUERY as DATABASE_INSIDE,
-        OBSERVE_QUERY as DATABASE_OBSERVE,
+        OBSERVE_QUERY as DATABASE_OBSERVE, PRIMARY_QUERY as INSTANCE_PRIMARY,
+        REPLICA_QUERY as INSTANCE_REPLICA,
     };
     pub use crate::grants::OBSERVE_QUERY as USER_OBSERVE;
     pub use crate::role::VERIFIER_QUERY as ROLE_VERIFIER;
@@ -81,8 +82,8 @@ pub mod queries {
 /// The reasons of the `Ready=False` conditions and errors the plugins report.
 pub mod reasons {
     pub use crate::database::{
-        DEDICATED_INSTANCE_UNSUPPORTED, DEDICATED_ONLY, SERVER_UNAVAILABLE, SPEC_IGNORED,
-        VERSION_MISMATCH,
+        CREATING_REPLICA, DEDICATED_INSTANCE_UNSUPPORTED, DEDICATED_ONLY, FAILING_OVER,
+        PROVISIONING, REPLICATING, SERVER_UNAVAILABLE, SPEC_IGNORED, STREAMING, VERSION_MISMATCH,
     };
     pub use crate::outcome::{DRIFT_REPAIRED, READY_REASON};
     pub use crate::ownership::{ALREADY_EXISTS, OWNED_BY_ANOTHER, PRIVILEGED_ROLE};

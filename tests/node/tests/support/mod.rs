@@ -24,6 +24,11 @@ pub struct Cluster {
 impl Cluster {
     /// Starts an API server and a node working in a fresh directory named after the test.
     pub async fn start(name: &str) -> Self {
+        Self::start_with(name, Config::default()).await
+    }
+
+    /// [`Cluster::start`] with the node's `config`.
+    pub async fn start_with(name: &str, config: Config) -> Self {
         let server = TestApiServer::start()
             .await
             .expect("starting the API server");
@@ -31,7 +36,7 @@ impl Cluster {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("test-node-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let node = TestNode::start(client.clone(), &dir, Config::default())
+        let node = TestNode::start(client.clone(), &dir, config)
             .await
             .expect("starting the node");
         Self {

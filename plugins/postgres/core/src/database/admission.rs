@@ -11,7 +11,8 @@
 //!   and `spec.version` cannot change once set (see
 //!   [`dedicated::check_change`]). These are refused whatever the status
 //!   says: the first reconcile may be creating the database under its
-//!   old name right now.
+//!   old name right now. A `spec.serverRef` cannot be added to a Database
+//!   whose status shows a dedicated instance (its volumes would go).
 //! - `spec.serverRef` (on create, or when it changes): a PostgresServer that
 //!   exists and does not list the namespace in `spec.allowedNamespaces` is
 //!   refused. One that does not exist is allowed with a warning, since it
@@ -37,7 +38,7 @@ use wasm_operator_sdk::{
 
 use super::dedicated;
 use super::observe::normalize;
-use super::{DatabasePlugin, Desired, check_name, database_name};
+use super::{DatabasePlugin, Desired, check_name, database_name, server_ref_added};
 use crate::admission::{cannot_change, fill, mutate_spec, unchanged, validate_spec};
 use crate::servers::{Consent, consent};
 
@@ -64,6 +65,10 @@ fn decide(
     let old = old.and_then(|old| Some((old, old.spec::<DatabaseSpec>().ok()?)));
     if let Some((old_object, old_spec)) = &old {
         check_kept(old_object, old_spec, &desired, &spec)?;
+        let has_instance = old_object.pointer("/status/currentPrimary").is_some();
+        if has_instance && old_spec.server_ref.is_none() && spec.server_ref.is_some() {
+            return Err(server_ref_added());
+        }
     }
     let (Some(server_ref), Some(namespace)) = (&spec.server_ref, object.namespace()) else {
         return Ok(Vec::new());

@@ -122,7 +122,7 @@ pub(crate) fn ignored(
 
 /// The bytes of a Kubernetes quantity without sign or exponent
 /// (`120Gi`, `1.5T`, `500M`); `None` when it is not one.
-fn quantity_bytes(quantity: &str) -> Option<u128> {
+pub(crate) fn quantity_bytes(quantity: &str) -> Option<u128> {
     let split = quantity
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(quantity.len());

@@ -1,23 +1,32 @@
 //! The `postgres-database` plugin: a database, its owner role and a
-//! credentials Secret on a granted PostgresServer.
+//! credentials Secret, on a granted PostgresServer (`spec.serverRef`) or on
+//! a dedicated instance of its own (see [`instance`]).
 //!
 //! Each reconcile validates the spec, observes the server (read-only), and
 //! plans only the statements needed; a converged Database yields an empty
 //! plan. The same validation runs at admission (see `admission`), which
-//! also refuses changes to immutable fields and writes the defaults out. A Database without `spec.serverRef` asks for a dedicated instance,
-//! which is not supported yet. The role and database carry the Database's
-//! ownership mark (see [`crate::ownership`]): what another resource owns,
-//! or what exists without a mark, is refused and left as it is.
+//! also refuses changes to immutable fields and writes the defaults out.
+//! Without `spec.serverRef` the plugin builds a PostgreSQL instance of the
+//! Database's own (Pods, PVCs, Services, Secrets; a streaming replica with
+//! `spec.replication`) and manages the database on its primary with the
+//! same machinery. The role and database carry the Database's ownership
+//! mark (see [`crate::ownership`]): what another resource owns, or what
+//! exists without a mark, is refused and left as it is.
 
 mod admission;
 mod dedicated;
+mod instance;
 mod observe;
 mod plan;
+mod settings;
 
-use postgres_api::{Binding, CommonStatus, CredentialsStatus, DatabaseSpec, ReclaimPolicy};
+use postgres_api::{
+    Binding, CommonStatus, CredentialsStatus, DatabaseSpec, DatabaseStatus, PasswordStatus,
+    ReclaimPolicy,
+};
 use wasm_operator_sdk::{
     Condition, Conditions, Context, Event, FinalizeResponse, Object, Plugin, PluginError,
-    PluginInfo, Request, Response, SqlValue, finalizer_name, retain_on_delete,
+    PluginInfo, Request, Response, SqlPlan, SqlValue, finalizer_name, retain_on_delete,
 };
 
 use crate::admission::unchanged;
@@ -30,13 +39,18 @@ use crate::outcome::{READY_REASON, not_ready, status_is_current};
 use crate::ownership::{Mark, Owner, claim_database, claim_role};
 use crate::password::{self, Rotation, check_interval, rotation_annotation};
 use crate::rows::{flag, int, text};
-use crate::servers::{SERVER_NOT_ALLOWED, granted_server, is_granted, not_allowed_message};
-use crate::{NoSettings, database_kind, postgres_server_kind, secret_kind};
+use crate::servers::{SERVER_NOT_ALLOWED, Server, granted_server, is_granted, not_allowed_message};
+use crate::{database_kind, postgres_server_kind, secret_kind};
 
 pub use dedicated::{DEDICATED_ONLY, SPEC_IGNORED, VERSION_MISMATCH};
+pub use instance::{
+    CREATING_REPLICA, FAILING_OVER, PRIMARY_QUERY, PROVISIONING, REPLICA_QUERY, REPLICATING,
+    STREAMING,
+};
 pub use observe::{FINALIZE_QUERY, INSIDE_QUERY, OBSERVE_QUERY};
 
-/// The reason of `Ready=False` for a Database without `spec.serverRef`.
+/// The reason of `Ready=False` a Database without `spec.serverRef` had
+/// before dedicated instances existed; no longer reported.
 pub const DEDICATED_INSTANCE_UNSUPPORTED: &str = "DedicatedInstanceUnsupported";
 /// The reason of a finalize error when the server cannot be reached.
 pub const SERVER_UNAVAILABLE: &str = "ServerUnavailable";
@@ -83,6 +97,9 @@ impl<'a> Desired<'a> {
     /// `InvalidSpec` naming the first offending field.
     pub(crate) fn validate(object: &Object, spec: &'a DatabaseSpec) -> Result<Self, PluginError> {
         dedicated::check(spec)?;
+        if spec.server_ref.is_none() {
+            instance::check_name(object)?;
+        }
         let (name, name_field) = database_name(object, spec);
         check_name(name_field, &name)?;
         let owner = spec.credentials.username.as_str();
@@ -162,22 +179,29 @@ pub(crate) fn check_name(field: &str, name: &str) -> Result<(), PluginError> {
 
 impl Plugin for DatabasePlugin {
     fn describe() -> PluginInfo {
-        PluginInfo::new(NAME, env!("CARGO_PKG_VERSION"), database_kind())
-            .child_kind(secret_kind())
-            .read_kind(postgres_server_kind())
+        let mut info = PluginInfo::new(NAME, env!("CARGO_PKG_VERSION"), database_kind())
+            .child_kind(secret_kind());
+        for kind in instance::child_kinds() {
+            info = info.child_kind(kind);
+        }
+        info.read_kind(postgres_server_kind())
             .sql()
-            .settings::<NoSettings>()
+            .settings::<settings::DatabaseSettings>()
     }
 
     fn reconcile(ctx: &Context<'_>, req: &Request) -> Result<Response, PluginError> {
         let object = &req.object;
         let spec: DatabaseSpec = object.spec()?;
-        let status: CredentialsStatus = object.status().unwrap_or_default();
+        let full: DatabaseStatus = object.status().unwrap_or_default();
         let namespace = namespace(object)?;
         let desired = Desired::validate(object, &spec)?;
         let Some(server_ref) = &spec.server_ref else {
-            return dedicated_instance_unsupported(ctx, req, status);
+            return instance::reconcile(ctx, req, &spec, &desired, full);
         };
+        if full.current_primary.is_some() {
+            return Err(server_ref_added());
+        }
+        let status = full.credentials;
         let key = server_ref.key(namespace);
         desired.check_name_kept(&status, &key)?;
         let secret = secret_name(object.name());
@@ -192,78 +216,7 @@ impl Plugin for DatabasePlugin {
                 message,
             );
         };
-
-        let password = password::decide(
-            Rotation {
-                existing: existing_password(req, &secret),
-                annotation: rotation_annotation(object),
-                status: status.password.as_ref(),
-                interval: spec.credentials.password_rotation.as_ref().map(|r| {
-                    (
-                        "spec.credentials.passwordRotation.interval",
-                        r.interval.as_str(),
-                    )
-                }),
-            },
-            ctx.now(),
-        )?;
-        let observed = observe::observe(ctx, &key, &desired)?;
-        let owner = Owner::of(object)?;
-        let role_claim = claim_role(
-            desired.owner,
-            observed.role.as_ref(),
-            &owner,
-            &key,
-            server.adoption,
-        )?;
-        let database_claim = claim_database(
-            &desired.name,
-            observed
-                .database
-                .as_ref()
-                .map(|d| (d.comment.as_deref(), d.owner.as_deref())),
-            desired.owner,
-            role_claim,
-            &owner,
-            &key,
-            server.adoption,
-        )?;
-        observe::check_possible(&desired, &observed, &key)?;
-        let inside = match &observed.database {
-            Some(_) if !(desired.extensions.is_empty() && desired.schemas.is_empty()) => {
-                Some(observe::inside(ctx, &key, &desired)?)
-            }
-            _ => None,
-        };
-        let existed_before = status.server.as_deref() == Some(key.as_str())
-            && status.database_name.as_deref() == Some(desired.name.as_str());
-        let (plans, changes) = plan::plan(
-            ctx,
-            &plan::Inputs {
-                key: &key,
-                desired: &desired,
-                observed: &observed,
-                inside: inside.as_ref(),
-                password: &password,
-                existed_before,
-                status_is_current: status_is_current(object),
-                owner: &owner,
-                role_claim,
-                database_claim,
-            },
-        )?;
-
-        let mut child = Credentials {
-            endpoint: &server.endpoint,
-            dbname: &desired.name,
-            username: desired.owner,
-            password: &password.password,
-        }
-        .secret(&secret, namespace);
-        // The password of a role that outlives this resource must too.
-        if spec.reclaim_policy == ReclaimPolicy::Retain {
-            retain_on_delete(&mut child);
-        }
+        let managed = manage(ctx, req, &spec, &desired, &status, &key, &server)?;
         let ready = Condition::ready(
             READY_REASON,
             format!(
@@ -271,7 +224,7 @@ impl Plugin for DatabasePlugin {
                 desired.name, desired.owner
             ),
         );
-        let ignored = dedicated::ignored(&spec, &key, observed.server_version_num);
+        let ignored = dedicated::ignored(&spec, &key, managed.server_version_num);
         let ignored_event = ignored.as_ref().and_then(|condition| {
             let previous = Conditions::from_object(object).get(SPEC_IGNORED);
             (previous.as_ref().map(|p| &p.message) != Some(&condition.message))
@@ -286,7 +239,7 @@ impl Plugin for DatabasePlugin {
             server: Some(key.clone()),
             database_name: Some(desired.name.clone()),
             binding: Some(Binding { name: secret }),
-            password: Some(password.status.clone()),
+            password: Some(managed.password.clone()),
             common: CommonStatus {
                 conditions: match all.into_value() {
                     serde_json::Value::Array(all) => all,
@@ -295,22 +248,14 @@ impl Plugin for DatabasePlugin {
                 ..CommonStatus::default()
             },
         };
-        ctx.info(
-            "reconciled database",
-            &[
-                ("database", &desired.name),
-                ("server", &key),
-                ("statements", &count(&plans).to_string()),
-            ],
-        );
-        let mut response = Response::new().child(child).status_of(&status)?;
-        for plan in plans {
+        let mut response = Response::new().child(managed.secret).status_of(&status)?;
+        for plan in managed.plans {
             response = response.sql(plan);
         }
-        for event in changes.events(&key).into_iter().chain(ignored_event) {
+        for event in managed.events.into_iter().chain(ignored_event) {
             response = response.event(event);
         }
-        if let Some(after) = password.requeue_after() {
+        if let Some(after) = managed.requeue_after {
             response = response.requeue_after(after);
         }
         Ok(response)
@@ -322,7 +267,7 @@ impl Plugin for DatabasePlugin {
         let status: CredentialsStatus = object.status().unwrap_or_default();
         let namespace = namespace(object)?;
         let Some(server_ref) = &spec.server_ref else {
-            return Ok(FinalizeResponse::done());
+            return Ok(instance::finalize(req, &spec));
         };
         if spec.reclaim_policy == ReclaimPolicy::Retain {
             ctx.info(
@@ -423,6 +368,141 @@ impl Plugin for DatabasePlugin {
     }
 }
 
+/// The refusal of a `spec.serverRef` added to a Database that has a
+/// dedicated instance: the instance's children, its volumes with them,
+/// would be deleted, and the database would not move.
+pub(crate) fn server_ref_added() -> PluginError {
+    PluginError::invalid_spec(
+        "spec.serverRef: this Database has a dedicated instance; adding a serverRef would          delete the instance and its volumes without moving the database (remove          spec.serverRef, or create another Database on the server)",
+    )
+}
+
+/// What managing the database and its owner on one server decided.
+pub(crate) struct Managed {
+    /// The SQL plans, in order.
+    pub(crate) plans: Vec<SqlPlan>,
+    /// Events for what they change.
+    pub(crate) events: Vec<Event>,
+    /// The credentials Secret child.
+    pub(crate) secret: serde_json::Value,
+    /// The password bookkeeping for the status.
+    pub(crate) password: PasswordStatus,
+    /// The server's `server_version_num`.
+    pub(crate) server_version_num: i64,
+    /// When the password rotation wants another reconcile.
+    pub(crate) requeue_after: Option<std::time::Duration>,
+}
+
+/// Observes the database and its owner role on server `key` (read-only)
+/// and plans only what differs from `desired`: the machinery of a Database
+/// on an existing server, which a dedicated instance's primary uses too.
+/// Clients reach the database at `server.endpoint` (for a dedicated
+/// instance, its `-rw` Service).
+///
+/// # Errors
+/// A retryable `SqlQueryFailed` when the server cannot be queried;
+/// `InvalidSpec`, `OwnedByAnother`, `AlreadyExists` or `PrivilegedRole`
+/// when the spec cannot be had there.
+pub(crate) fn manage(
+    ctx: &Context<'_>,
+    req: &Request,
+    spec: &DatabaseSpec,
+    desired: &Desired<'_>,
+    status: &CredentialsStatus,
+    key: &str,
+    server: &Server,
+) -> Result<Managed, PluginError> {
+    let object = &req.object;
+    let namespace = namespace(object)?;
+    let secret = secret_name(object.name());
+    let password = password::decide(
+        Rotation {
+            existing: existing_password(req, &secret),
+            annotation: rotation_annotation(object),
+            status: status.password.as_ref(),
+            interval: spec.credentials.password_rotation.as_ref().map(|r| {
+                (
+                    "spec.credentials.passwordRotation.interval",
+                    r.interval.as_str(),
+                )
+            }),
+        },
+        ctx.now(),
+    )?;
+    let observed = observe::observe(ctx, key, desired)?;
+    let owner = Owner::of(object)?;
+    let role_claim = claim_role(
+        desired.owner,
+        observed.role.as_ref(),
+        &owner,
+        key,
+        server.adoption,
+    )?;
+    let database_claim = claim_database(
+        &desired.name,
+        observed
+            .database
+            .as_ref()
+            .map(|d| (d.comment.as_deref(), d.owner.as_deref())),
+        desired.owner,
+        role_claim,
+        &owner,
+        key,
+        server.adoption,
+    )?;
+    observe::check_possible(desired, &observed, key)?;
+    let inside = match &observed.database {
+        Some(_) if !(desired.extensions.is_empty() && desired.schemas.is_empty()) => {
+            Some(observe::inside(ctx, key, desired)?)
+        }
+        _ => None,
+    };
+    let existed_before = status.server.as_deref() == Some(key)
+        && status.database_name.as_deref() == Some(desired.name.as_str());
+    let (plans, changes) = plan::plan(
+        ctx,
+        &plan::Inputs {
+            key,
+            desired,
+            observed: &observed,
+            inside: inside.as_ref(),
+            password: &password,
+            existed_before,
+            status_is_current: status_is_current(object),
+            owner: &owner,
+            role_claim,
+            database_claim,
+        },
+    )?;
+    let mut child = Credentials {
+        endpoint: &server.endpoint,
+        dbname: &desired.name,
+        username: desired.owner,
+        password: &password.password,
+    }
+    .secret(&secret, namespace);
+    // The password of a role that outlives this resource must too.
+    if spec.reclaim_policy == ReclaimPolicy::Retain {
+        retain_on_delete(&mut child);
+    }
+    ctx.info(
+        "reconciled database",
+        &[
+            ("database", &desired.name),
+            ("server", key),
+            ("statements", &count(&plans).to_string()),
+        ],
+    );
+    Ok(Managed {
+        plans,
+        events: changes.events(key),
+        secret: child,
+        password: password.status.clone(),
+        server_version_num: observed.server_version_num,
+        requeue_after: password.requeue_after(),
+    })
+}
+
 fn namespace(object: &Object) -> Result<&str, PluginError> {
     object
         .namespace()
@@ -431,25 +511,6 @@ fn namespace(object: &Object) -> Result<&str, PluginError> {
 
 fn count(plans: &[wasm_operator_sdk::SqlPlan]) -> usize {
     plans.iter().map(|plan| plan.statements.len()).sum()
-}
-
-/// `Ready=False DedicatedInstanceUnsupported`: no SQL.
-fn dedicated_instance_unsupported(
-    ctx: &Context<'_>,
-    req: &Request,
-    status: CredentialsStatus,
-) -> Result<Response, PluginError> {
-    let message = "dedicated instances (spec.size, spec.version, spec.replication) are not \
-                   supported yet; set spec.serverRef to a PostgresServer to manage this \
-                   database on an existing server";
-    not_ready(
-        ctx,
-        req,
-        &secret_name(req.object.name()),
-        status,
-        DEDICATED_INSTANCE_UNSUPPORTED,
-        message.into(),
-    )
 }
 
 #[cfg(test)]

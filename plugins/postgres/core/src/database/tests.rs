@@ -160,26 +160,6 @@ fn reasons(response: &Response) -> Vec<&str> {
 }
 
 #[test]
-fn seed_database_without_server_ref_decodes_and_is_dedicated_instance_unsupported() {
-    let seed = json!({
-        "apiVersion": "systems.mikemiller.tech/v1alpha1", "kind": "Database",
-        "metadata": {"name": "foo-db", "namespace": "infra", "generation": 1},
-        "spec": {"replication": true, "size": "120Gi", "version": 14,
-                 "credentials": {"username": "foo"}}
-    });
-    let host = TestHost::new();
-    let response = reconcile(&host, &Request::new(seed)).unwrap();
-    assert!(response.sql.is_empty() && response.children.is_empty());
-    assert!(host.queries().is_empty(), "no SQL at all");
-    let ready = ready(&response);
-    assert_eq!(ready["status"], "False");
-    assert_eq!(ready["reason"], "DedicatedInstanceUnsupported");
-    let message = ready["message"].as_str().unwrap();
-    assert!(message.contains("not supported yet") && message.contains("spec.serverRef"));
-    assert_eq!(response.events[0].event_type, EventType::Warning);
-}
-
-#[test]
 fn fresh_database_creates_role_then_database_then_locks_public_schema_on_14() {
     let spec = with(
         spec(),
@@ -957,11 +937,27 @@ fn finalize_never_drops_reserved_names() {
 }
 
 #[test]
-fn describe_declares_secret_children_server_reads_and_sql() {
+fn describe_declares_the_children_of_both_modes_server_reads_and_sql() {
     let info = DatabasePlugin::describe();
     assert_eq!(info.name, "postgres-database");
     assert_eq!(info.target, database_kind());
-    assert_eq!(info.child_kinds, [secret_kind()]);
+    let kinds: Vec<String> = info
+        .child_kinds
+        .iter()
+        .map(|kind| format!("{} {}", kind.api_version(), kind.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "v1 Secret",
+            "v1 Pod",
+            "v1 PersistentVolumeClaim",
+            "v1 Service",
+            "v1 ConfigMap",
+            "policy/v1 PodDisruptionBudget",
+            "systems.mikemiller.tech/v1alpha1 PostgresServer",
+        ]
+    );
     assert_eq!(info.read_kinds, [postgres_server_kind()]);
     assert!(info.sql);
 }

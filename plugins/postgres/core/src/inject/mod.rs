@@ -27,8 +27,9 @@
 //!
 //! Validation denies a create whose annotation names a resource that does
 //! not exist in the Pod's namespace, or names another namespace
-//! (`other/app`), or whose container list names a container the Pod does
-//! not have. Updates, deletes and connects are allowed unchanged: a Pod's
+//! (`other/app`), or a DatabaseUser whose `spec.consumers.serviceAccounts`
+//! does not list the Pod's ServiceAccount, or whose container list names a
+//! container the Pod does not have. Updates, deletes and connects are allowed unchanged: a Pod's
 //! containers cannot change after creation, and a running Pod must never
 //! be blocked because a Database went away.
 //!
@@ -40,6 +41,8 @@ use wasm_operator_sdk::{
     AdmissionPlugin, AdmissionRequest, Context, GroupVersionKind, Mutation, Object, Operation,
     Plugin, PluginError, PluginInfo, Request, Response, Validation,
 };
+
+use postgres_api::DatabaseUserSpec;
 
 use crate::admission::verdict;
 use crate::{NoSettings, database_kind, database_user_kind};
@@ -152,7 +155,7 @@ fn plan(ctx: &Context<'_>, pod: &Object) -> Result<(Vec<Injection>, Vec<String>)
     let mut injections = Vec::new();
     for (index, name) in names.iter().enumerate() {
         let name = own_namespace(name, namespace)?;
-        let secret = secret_of(ctx, namespace, name)?;
+        let secret = secret_of(ctx, namespace, name, &service_account(pod))?;
         injections.push(Injection {
             name: name.to_owned(),
             secret,
@@ -213,21 +216,55 @@ fn own_namespace<'a>(name: &'a str, namespace: &str) -> Result<&'a str, PluginEr
 /// The credentials Secret of the Database, else the DatabaseUser, `name`.
 ///
 /// # Errors
-/// `InvalidAnnotation` when neither exists in `namespace`.
-fn secret_of(ctx: &Context<'_>, namespace: &str, name: &str) -> Result<String, PluginError> {
+/// `InvalidAnnotation` when neither exists in `namespace`, or when the
+/// DatabaseUser lists its consumers and `service_account` is not one.
+fn secret_of(
+    ctx: &Context<'_>,
+    namespace: &str,
+    name: &str,
+    service_account: &str,
+) -> Result<String, PluginError> {
     if ctx.get(&database_kind(), Some(namespace), name)?.is_some() {
         return Ok(crate::database::secret_name(name));
     }
-    if ctx
-        .get(&database_user_kind(), Some(namespace), name)?
-        .is_some()
-    {
+    if let Some(user) = ctx.get(&database_user_kind(), Some(namespace), name)? {
+        let consumers = user
+            .spec::<DatabaseUserSpec>()
+            .ok()
+            .and_then(|spec| spec.consumers);
+        if let Some(consumers) = consumers
+            && !consumers
+                .service_accounts
+                .iter()
+                .any(|sa| sa == service_account)
+        {
+            return Err(refused(
+                INJECT_ANNOTATION,
+                &format!(
+                    "DatabaseUser {name:?} gives its credentials only to Pods of the \
+                     ServiceAccounts {:?} (spec.consumers.serviceAccounts), not to {service_account:?}",
+                    consumers.service_accounts
+                ),
+            ));
+        }
         return Ok(crate::user::secret_name(name));
     }
     Err(refused(
         INJECT_ANNOTATION,
         &format!("no Database or DatabaseUser {name:?} in namespace {namespace:?}"),
     ))
+}
+
+/// The Pod's ServiceAccount: `spec.serviceAccountName`, else the
+/// deprecated `spec.serviceAccount`, else `default`, as the API server's
+/// ServiceAccount admission plugin sets it.
+fn service_account(pod: &Object) -> String {
+    let spec = &pod.as_value()["spec"];
+    ["serviceAccountName", "serviceAccount"]
+        .iter()
+        .find_map(|field| spec[field].as_str().filter(|sa| !sa.is_empty()))
+        .unwrap_or("default")
+        .to_owned()
 }
 
 /// The prefix of a further resource's variables: `reader-2` → `READER_2_`.

@@ -21,6 +21,62 @@ fn host() -> TestHost {
             "reader",
             json!({"databaseRef": {"name": "app"}, "username": "reader"}),
         ))
+        .with_object(object(
+            "DatabaseUser",
+            "billing",
+            json!({
+                "databaseRef": {"name": "app"}, "username": "billing",
+                "consumers": {"serviceAccounts": ["billing-api"]}
+            }),
+        ))
+}
+
+/// [`pod`], run as ServiceAccount `account` (none: the default one).
+fn pod_as(account: Option<&str>, annotations: Value) -> Value {
+    let mut pod = pod(annotations);
+    if let Some(account) = account {
+        pod["spec"]["serviceAccountName"] = json!(account);
+    }
+    pod
+}
+
+#[test]
+fn a_user_listing_its_consumers_gives_credentials_only_to_their_pods() {
+    let listed = validate(&admit_create(pod_as(
+        Some("billing-api"),
+        json!({INJECT_ANNOTATION: "billing"}),
+    )));
+    assert!(listed.allowed, "{:?}", listed.message);
+    let injected = mutate(&admit_create(pod_as(
+        Some("billing-api"),
+        json!({INJECT_ANNOTATION: "billing"}),
+    )))
+    .object
+    .unwrap();
+    assert_eq!(
+        secret_ref(container(&injected, "web"), "PGPASSWORD").0,
+        "billing-user-credentials"
+    );
+
+    for account in [Some("web"), None] {
+        let denied = validate(&admit_create(pod_as(
+            account,
+            json!({INJECT_ANNOTATION: "billing"}),
+        )));
+        assert!(!denied.allowed);
+        let message = denied.message.unwrap();
+        assert!(
+            message.contains("spec.consumers.serviceAccounts")
+                && message.contains(&format!("{:?}", account.unwrap_or("default"))),
+            "{message}"
+        );
+    }
+    // Without a list, any ServiceAccount of the namespace may have them.
+    let open = validate(&admit_create(pod_as(
+        Some("web"),
+        json!({INJECT_ANNOTATION: "reader"}),
+    )));
+    assert!(open.allowed, "{:?}", open.message);
 }
 
 /// A Pod in `infra` with containers `web` and `worker` and init container

@@ -66,7 +66,7 @@ mod tests {
     #[test]
     fn wit_copy_is_the_contract_with_only_the_major_version_changed() {
         let expected = CONTRACT.replacen(
-            "package wasm-operator:plugin@0.1.0;",
+            "package wasm-operator:plugin@0.2.0;",
             "package wasm-operator:plugin@1.0.0;",
             1,
         );

@@ -338,3 +338,52 @@ fn the_defaulted_database_is_still_valid() {
     assert_eq!(validate(&create(defaulted.clone())), Validation::allow());
     assert!(validate(&update(database(spec()), defaulted)).allowed);
 }
+
+/// The seed, verbatim: a dedicated instance.
+fn seed() -> Value {
+    json!({
+        "apiVersion": "systems.mikemiller.tech/v1alpha1", "kind": "Database",
+        "metadata": {"name": "foo-db", "namespace": "infra", "uid": "uid-1", "generation": 1},
+        "spec": {"replication": true, "size": "120Gi", "version": 14,
+                 "credentials": {"username": "foo"}}
+    })
+}
+
+#[test]
+fn the_seed_is_allowed_and_its_hostile_or_changed_values_are_denied_naming_the_field() {
+    assert_eq!(validate(&create(seed())), Validation::allow());
+    for (field, value, start) in [
+        ("size", json!("-1Gi"), "spec.size:"),
+        ("size", json!("1e3"), "spec.size:"),
+        ("version", json!(99), "spec.version:"),
+    ] {
+        let mut hostile = seed();
+        hostile["spec"][field] = value;
+        let validation = validate(&create(hostile));
+        assert!(denial(&validation).starts_with(start), "{validation:?}");
+    }
+    let mut upgraded = seed();
+    upgraded["spec"]["version"] = json!(15);
+    assert!(denial(&validate(&update(seed(), upgraded))).starts_with("spec.version"));
+    let mut shrunk = seed();
+    shrunk["spec"]["size"] = json!("100Gi");
+    assert!(denial(&validate(&update(seed(), shrunk))).starts_with("spec.size"));
+}
+
+#[test]
+fn a_dedicated_database_whose_name_cannot_name_services_is_denied() {
+    let mut dotted = seed();
+    dotted["metadata"]["name"] = json!("foo.db");
+    assert!(denial(&validate(&create(dotted))).starts_with("metadata.name: \"foo.db\""));
+}
+
+#[test]
+fn a_server_ref_cannot_be_added_to_a_database_that_has_a_dedicated_instance() {
+    let mut provisioned = seed();
+    provisioned["status"] = json!({"currentPrimary": "foo-db-1"});
+    let mut moved = provisioned.clone();
+    moved["spec"]["serverRef"] = json!({"name": "main"});
+    assert!(denial(&validate(&update(provisioned, moved.clone()))).starts_with("spec.serverRef:"));
+    // Before an instance exists, pointing the Database at a server is fine.
+    assert!(validate(&update(seed(), moved)).allowed);
+}
