@@ -242,23 +242,12 @@ async fn install(pg: &PgServer, name: &str, rbac: &[Value]) -> (Cluster, Operato
 }
 
 fn api(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &pg_cluster::resource(kind))
+    pg_cluster::api(client, ns, kind)
 }
 
-fn ready(object: &DynamicObject) -> Option<&Value> {
-    object.data["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready")
-}
-
+/// Waits for `Ready=True` and returns the object.
 async fn wait_ready(client: &Client, ns: &str, kind: &str, name: &str) -> DynamicObject {
-    let api = api(client, ns, kind);
-    eventually(&format!("{kind} {ns}/{name} to be Ready"), WAIT, || async {
-        let object = api.get(name).await.ok()?;
-        (ready(&object)?["status"] == "True").then_some(object)
-    })
-    .await
+    pg_cluster::wait_ready(client, ns, kind, name, WAIT).await
 }
 
 /// The keys of the credentials Secret the object's status names.
@@ -397,7 +386,7 @@ async fn without_the_secrets_rule_the_server_is_never_ready_and_the_403_is_named
         WAIT,
         || async {
             let server = servers.get("main").await.ok()?;
-            let condition = ready(&server)?.clone();
+            let condition = pg_cluster::ready(&server)?.clone();
             (condition["status"] == "False").then_some(condition)
         },
     )
@@ -415,7 +404,7 @@ async fn without_the_secrets_rule_the_server_is_never_ready_and_the_403_is_named
     while started.elapsed() < NEVER {
         let server = servers.get("main").await.unwrap();
         assert_ne!(
-            ready(&server).map(|c| c["status"].clone()),
+            pg_cluster::ready(&server).map(|c| c["status"].clone()),
             Some(json!("True")),
             "Ready without the Secrets rule"
         );

@@ -30,24 +30,12 @@ const WAIT: Duration = Duration::from_secs(60);
 const OPERATOR_ARGS: &[&str] = &["--leader-election=false", "--resync-seconds", "2"];
 
 fn api(client: &Client, ns: &str, k: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &pg_cluster::resource(k))
-}
-
-fn ready(object: &DynamicObject) -> Option<&Value> {
-    object.data["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready")
+    pg_cluster::api(client, ns, k)
 }
 
 /// Waits for `Ready=True` and returns the object.
 async fn wait_ready(client: &Client, ns: &str, k: &str, name: &str) -> DynamicObject {
-    let api = api(client, ns, k);
-    eventually(&format!("{k} {ns}/{name} to be Ready"), WAIT, || async {
-        let object = api.get(name).await.ok()?;
-        (ready(&object)?["status"] == "True").then_some(object)
-    })
-    .await
+    pg_cluster::wait_ready(client, ns, k, name, WAIT).await
 }
 
 /// Waits for `Ready=False` with `reason` and returns the condition.
@@ -58,7 +46,7 @@ async fn wait_not_ready(client: &Client, ns: &str, k: &str, name: &str, reason: 
         WAIT,
         || async {
             let object = api.get(name).await.ok()?;
-            let condition = ready(&object)?.clone();
+            let condition = pg_cluster::ready(&object)?.clone();
             (condition["status"] == "False" && condition["reason"] == reason).then_some(condition)
         },
     )

@@ -107,3 +107,36 @@ pub async fn bind_plugins(client: &Client, plugins: &[&str], concurrency: Option
         binding.create(client).await;
     }
 }
+
+/// The Api of one of the operator's kinds in namespace `ns`.
+pub fn api(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &resource(kind))
+}
+
+/// The object's `Ready` condition, if it has one.
+pub fn ready(object: &DynamicObject) -> Option<&Value> {
+    object.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+}
+
+/// Waits at most `limit` for `Ready=True` and returns the object.
+pub async fn wait_ready(
+    client: &Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    limit: std::time::Duration,
+) -> DynamicObject {
+    let api = api(client, ns, kind);
+    super::cluster::eventually(
+        &format!("{kind} {ns}/{name} to be Ready"),
+        limit,
+        || async {
+            let object = api.get(name).await.ok()?;
+            (ready(&object)?["status"] == "True").then_some(object)
+        },
+    )
+    .await
+}
