@@ -16,7 +16,7 @@ RUN rustup target add wasm32-wasip2 \
 # distroless/cc: glibc, libgcc and a nonroot user (65532), nothing else.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/wasm-operator /wasm-operator
-COPY --from=build /src/target/plugins/example-plugin.wasm /src/target/plugins/postgres-server-plugin.wasm /src/target/plugins/postgres-database-plugin.wasm /src/target/plugins/postgres-user-plugin.wasm /plugins/
+COPY --from=build /src/target/plugins/example-plugin.wasm /src/target/plugins/postgres-server-plugin.wasm /src/target/plugins/postgres-database-plugin.wasm /src/target/plugins/postgres-user-plugin.wasm /src/target/plugins/postgres-inject-plugin.wasm /plugins/
 USER 65532:65532
 ENTRYPOINT ["/wasm-operator"]
 CMD ["run"]

@@ -5,6 +5,7 @@
 #   scripts/bench.sh noop         # no-op reconciles/s and RSS at 1,000 and 10,000 objects
 #   scripts/bench.sh postgres     # 1,000 Databases through the operator vs a psql script
 #   scripts/bench.sh memory       # the host's peak RSS under hostile guests, per concurrent call
+#   scripts/bench.sh admission    # AdmissionReviews/s over HTTPS: the Postgres plugins beside a fixed answer
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-plugins.sh
@@ -21,4 +22,8 @@ if [[ "$what" == all || "$what" == noop || "$what" == postgres ]]; then
   filter=()
   [[ "$what" == all ]] || filter=("$what")
   E2E_LOG="${E2E_LOG:-warn}" cargo bench -p wasm-operator --bench operator -- "${filter[@]}"
+fi
+if [[ "$what" == all || "$what" == admission ]]; then
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || scripts/install-postgres.sh
+  E2E_LOG="${E2E_LOG:-warn}" cargo bench -p wasm-operator --bench admission
 fi

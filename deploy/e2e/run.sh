@@ -80,7 +80,7 @@ kubectl apply --server-side -f "$work/install.yaml"
 kubectl -n wasm-operator rollout status deployment/wasm-operator --timeout="$TIMEOUT"
 
 step "pushing the Postgres plugins"
-for plugin in server database user; do
+for plugin in server database user inject; do
   "$operator" plugin push --name "postgres-$plugin-plugin" "target/plugins/postgres-$plugin-plugin.wasm"
 done
 

@@ -1,5 +1,7 @@
 //! The `wasm-operator` command line. Run `wasm-operator --help`.
 
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -196,7 +198,8 @@ enum PluginCommand {
         /// The object to reconcile, as a JSON file.
         #[arg(long)]
         object: PathBuf,
-        /// The binding's settings, as JSON.
+        /// The binding's settings, as JSON, checked against the plugin's
+        /// settings schema as the operator and `push` check them.
         #[arg(long, default_value = "{}")]
         settings: String,
     },
@@ -213,7 +216,7 @@ struct PushArgs {
     /// Name of the ConfigMap (and, with --bind, of the ReconcilerPlugin).
     #[arg(long)]
     name: String,
-    /// Namespace of the ConfigMap.
+    /// Namespace of the ConfigMap; created when missing.
     #[arg(long, default_value = "wasm-operator")]
     namespace: String,
     /// Key of the ConfigMap's binaryData holding the component.
@@ -242,7 +245,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", cli::report::one_line(&error));
             ExitCode::FAILURE
         }
     }
@@ -299,13 +302,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             object,
             settings,
         }) => {
-            let plugin = load(&runtime, &file).await?;
+            let settings: Value =
+                serde_json::from_str(&settings).context("--settings is not JSON")?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            // The checks `push` and the operator make, settings included.
+            let plugin = publish::check(&runtime, &bytes, Some(&settings))
+                .await
+                .with_context(|| format!("refusing to reconcile with {}", file.display()))?;
             let text = std::fs::read_to_string(&object)
                 .with_context(|| format!("reading {}", object.display()))?;
             let object: Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", object.display()))?;
-            let settings: Value =
-                serde_json::from_str(&settings).context("--settings is not JSON")?;
             let input = ReconcileInput {
                 object,
                 settings,
@@ -360,6 +368,10 @@ async fn push(runtime: &Runtime, args: PushArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("cannot reach Kubernetes: set KUBECONFIG or run in a cluster")?;
+    let namespace = cli::namespace::ensure(&client, &args.namespace).await?;
+    if namespace == cli::namespace::Ensured::Created {
+        eprintln!("created namespace {}", args.namespace);
+    }
     let publication = Publication {
         name: args.name,
         namespace: args.namespace,
@@ -379,6 +391,7 @@ async fn push(runtime: &Runtime, args: PushArgs) -> anyhow::Result<()> {
         "target": d.target.to_string(),
         "digest": published.digest.to_string(),
         "configMap": format!("{}/{}", publication.namespace, publication.name),
+        "namespaceCreated": namespace == cli::namespace::Ensured::Created,
         "key": publication.key,
         "bindings": published.bindings,
     });

@@ -30,7 +30,8 @@ use crate::admission::{
     Registrar, RegistrationConfig, ServingCertificate, TlsError,
 };
 use crate::binding::{
-    InService, LiveBinding, ReloadError, Reloader, Shutdown, StartController, shutdown_signal,
+    InService, LiveBinding, ReloadError, Reloader, Shutdown, StartController, StartReport,
+    shutdown_signal,
 };
 use crate::http::{self, HttpState, Readiness};
 use crate::leader::{LeaderElector, LeaderError, LeaseConfig};
@@ -494,23 +495,20 @@ fn controller_starter(
         Arc::clone(metrics),
         Arc::clone(servers),
     );
-    Arc::new(move |live: LiveBinding, stop: Shutdown| {
-        let name = live.name().to_owned();
-        reconcile::run(
-            client.clone(),
-            live,
-            settings.clone(),
-            Arc::clone(&metrics),
-            Arc::clone(&servers),
-            stop,
-        )
-        .map(move |result| {
-            if let Err(error) = result {
-                tracing::error!(binding = %name, %error, "controller failed");
-            }
-        })
-        .boxed()
-    })
+    Arc::new(
+        move |live: LiveBinding, stop: Shutdown, report: StartReport| {
+            reconcile::run(
+                client.clone(),
+                live,
+                settings.clone(),
+                Arc::clone(&metrics),
+                Arc::clone(&servers),
+                stop,
+                report,
+            )
+            .boxed()
+        },
+    )
 }
 
 fn default_identity() -> String {

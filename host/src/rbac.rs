@@ -214,8 +214,12 @@ pub fn namespace_rules() -> Rules {
 pub fn binding_rules(description: &PluginDescription, grants: &Grants) -> Rules {
     let mut rules = Rules::default();
     let target = &description.target;
-    rules.allow_kind(target, None, TARGET);
-    rules.allow_kind(target, Some("status"), STATUS);
+    // An admission-only plugin runs no controller: its kind is neither
+    // watched nor written (the webhook gets its objects in the reviews).
+    if !description.is_admission_only() {
+        rules.allow_kind(target, None, TARGET);
+        rules.allow_kind(target, Some("status"), STATUS);
+    }
     // Children carry blockOwnerDeletion; where the API server enforces
     // OwnerReferencesPermissionEnforcement that needs the owner's finalizers.
     if !grants.child_kinds.is_empty() {

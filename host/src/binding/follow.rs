@@ -14,146 +14,27 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
-use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::Api;
 use kube::runtime::events::EventType;
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::bound::BoundPlugin;
-use super::in_service::InService;
-use super::live::{self, BindingPublisher};
 use super::load::{self, BindingError};
-use super::signal::{Shutdown, StartController, shutdown_signal};
+use super::signal::Shutdown;
 use super::status::{self, BindingState};
 use crate::crd::{ConfigMapSource, ReconcilerPlugin, ReconcilerPluginSpec, ReconcilerPluginStatus};
-use crate::events::EventRecorder;
-use crate::metrics::{BindingLabels, Metrics};
-use crate::runtime::{PluginDigest, Runtime};
+use crate::metrics::BindingLabels;
+use crate::runtime::PluginDigest;
 
-/// What following a binding needs, shared by the tasks of every binding.
-pub(super) struct Loader {
-    /// The API client.
-    pub(super) client: Client,
-    /// Loads components.
-    pub(super) runtime: Arc<Runtime>,
-    /// Counts swaps, refusals and loads.
-    pub(super) metrics: Arc<Metrics>,
-    /// Records events on bindings.
-    pub(super) events: EventRecorder,
-    /// Runs a binding's controller.
-    pub(super) start: StartController,
-    /// Where the version in service of each binding is published by name.
-    pub(super) in_service: InService,
-    /// Whether this replica leads: only then do controllers run and are
-    /// statuses and events written.
-    pub(super) leading: watch::Receiver<bool>,
-}
+mod source;
+mod start;
+mod state;
 
-/// What a load was attempted from: the binding's spec and the component's
-/// digest (`None` when the component could not be read).
-#[derive(Debug, Clone, PartialEq)]
-struct Attempt {
-    spec: ReconcilerPluginSpec,
-    digest: Option<PluginDigest>,
-}
-
-/// A version in service, and its controller while this replica leads.
-struct Serving {
-    binding: BoundPlugin,
-    attempt: Attempt,
-    controller: Option<Controller>,
-}
-
-/// A running controller and how to reach it.
-struct Controller {
-    publisher: BindingPublisher,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Controller {
-    /// Stops the controller and waits for its reconciles in flight.
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-    }
-}
-
-impl Serving {
-    /// Whether `next` can be swapped into the running controller: it must
-    /// watch the same children with the same concurrency.
-    fn can_swap_in(&self, next: &BoundPlugin) -> bool {
-        self.controller
-            .as_ref()
-            .is_some_and(|c| !c.task.is_finished())
-            && self.binding.grants.child_kinds == next.grants.child_kinds
-            && self.binding.concurrency == next.concurrency
-    }
-
-    /// Stops the controller, if any, and waits for its reconciles in flight.
-    async fn stop(self) {
-        if let Some(controller) = self.controller {
-            controller.stop().await;
-        }
-    }
-}
-
-/// One binding under supervision.
-pub(super) struct Followed {
-    name: String,
-    loader: Arc<Loader>,
-    serving: Option<Serving>,
-    /// The last attempt refused: not tried again until the spec or the
-    /// component changes.
-    refused: Option<Attempt>,
-    /// The status last written (or found on the binding).
-    status: ReconcilerPluginStatus,
-}
-
-/// The ConfigMap a spec loads from, when it names exactly that source.
-fn config_map_source(spec: &ReconcilerPluginSpec) -> Option<&ConfigMapSource> {
-    match (&spec.source.config_map, &spec.source.file) {
-        (Some(source), None) => Some(source),
-        _ => None,
-    }
-}
-
-/// The component a binding points at, given what its ConfigMap watch has
-/// seen (`None` before its first list is complete; then `None` inside while
-/// the ConfigMap does not exist), or `None` while that is not known yet.
-async fn component(
-    spec: &ReconcilerPluginSpec,
-    config_map: Option<&Option<ConfigMap>>,
-) -> Option<Result<Vec<u8>, BindingError>> {
-    match (config_map_source(spec), &spec.source.file) {
-        (Some(source), _) => config_map.map(|cm| match cm {
-            Some(cm) => load::component_in(cm, source),
-            None => Err(BindingError::ConfigMapNotFound {
-                namespace: source.namespace.clone(),
-                name: source.name.clone(),
-            }),
-        }),
-        (None, Some(path)) if spec.source.config_map.is_none() => Some(load::read_file(path).await),
-        (None, _) => Some(Err(BindingError::Source)),
-    }
-}
-
-type ConfigMapEvents = BoxStream<'static, Result<watcher::Event<ConfigMap>, watcher::Error>>;
-
-/// The next event of the ConfigMap watch, or never when there is none.
-async fn next_event(
-    events: &mut Option<ConfigMapEvents>,
-) -> Option<Result<watcher::Event<ConfigMap>, watcher::Error>> {
-    match events {
-        Some(events) => events.next().await,
-        None => std::future::pending().await,
-    }
-}
+use source::{ConfigMapEvents, component, config_map_source, next_event};
+use state::{Attempt, Serving};
+pub(super) use state::{Followed, Loader};
 
 impl Followed {
     /// Starts following `binding` (nothing in service yet).
@@ -206,6 +87,10 @@ impl Followed {
             }
             tokio::select! {
                 () = stop.clone() => break,
+                step = start::next_step(&mut self.serving) => {
+                    let binding = bindings.borrow().clone();
+                    self.on_step(&binding, step).await;
+                }
                 changed = leading.changed(), if self.loader.leading.has_changed().is_ok() => {
                     if changed.is_ok() {
                         let now_leading = *leading.borrow_and_update();
@@ -256,39 +141,6 @@ impl Followed {
         *self.loader.leading.borrow()
     }
 
-    /// Follows a change of leadership: starts the controller of the version
-    /// in service on becoming leader, stops it on losing leadership (the
-    /// version keeps serving admission). Returns whether this replica now
-    /// leads and should report the binding's state again.
-    async fn lead(&mut self, leading: bool) -> bool {
-        // Whatever was refused is tried again, so the new leader reports it.
-        if leading {
-            self.refused = None;
-        }
-        let Some(mut serving) = self.serving.take() else {
-            return leading;
-        };
-        match (leading, serving.controller.take()) {
-            (true, None) => {
-                tracing::info!(binding = %self.name, "leading: starting the controller of the version in service");
-                serving.controller = self.start_controller(&serving.binding, None);
-            }
-            (false, Some(controller)) => {
-                tracing::info!(binding = %self.name, "not leading: stopping the controller; admission keeps being served");
-                controller.stop().await;
-            }
-            (_, kept) => serving.controller = kept,
-        }
-        self.serving = Some(serving);
-        leading
-    }
-
-    fn watch_config_map(&self, source: &ConfigMapSource) -> ConfigMapEvents {
-        let api: Api<ConfigMap> = Api::namespaced(self.loader.client.clone(), &source.namespace);
-        let config = watcher::Config::default().fields(&format!("metadata.name={}", source.name));
-        watcher(api, config).default_backoff().boxed()
-    }
-
     /// Puts the binding's component in service, unless it is already in
     /// service or was already refused.
     async fn converge(
@@ -307,9 +159,8 @@ impl Followed {
             // Back at what serves (a rollback after a refusal, or a relist).
             self.refused = None;
             if self.leading()
-                && let Some(status) = self
-                    .write_status(binding, BindingState::Serving(&serving.binding))
-                    .await
+                && let Some(state) = serving.state()
+                && let Some(status) = self.write_status(binding, state).await
             {
                 self.status = status;
             }
@@ -361,6 +212,7 @@ impl Followed {
                 binding: next,
                 attempt,
                 controller: None,
+                not_started: None,
             };
             if let Some(controller) = controller {
                 controller.stop().await;
@@ -380,6 +232,7 @@ impl Followed {
                     binding: next,
                     attempt,
                     controller,
+                    not_started: None,
                 });
             }
             Some(mut serving) if serving.can_swap_in(&next) => {
@@ -408,6 +261,7 @@ impl Followed {
                     binding: next,
                     attempt,
                     controller,
+                    not_started: None,
                 });
                 metrics.record_plugin_swap(&self.labels(self.serving.as_ref().map(|s| &s.binding)));
                 self.event(binding, EventType::Normal, "PluginSwapped", format!("{summary} in service; its controller restarted for new children or concurrency")).await;
@@ -421,10 +275,10 @@ impl Followed {
                 .in_service
                 .put(&self.name, serving.binding.clone());
         }
+        // A controller just started reports first (see `start`).
         if let Some(serving) = &self.serving
-            && let Some(status) = self
-                .write_status(binding, BindingState::Serving(&serving.binding))
-                .await
+            && let Some(state) = serving.state()
+            && let Some(status) = self.write_status(binding, state).await
         {
             self.status = status;
         }
@@ -467,26 +321,6 @@ impl Followed {
     /// The labels of this binding's series while `serving` serves.
     fn labels(&self, serving: Option<&BoundPlugin>) -> BindingLabels {
         BindingLabels::new(&self.name, serving.map_or("", BoundPlugin::plugin_name))
-    }
-
-    /// Starts the controller of `binding`; none for a plugin that only
-    /// admits (no controller, no watch of its kind).
-    fn start_controller(
-        &self,
-        binding: &BoundPlugin,
-        changed_at: Option<Instant>,
-    ) -> Option<Controller> {
-        if binding.plugin.description().is_admission_only() {
-            return None;
-        }
-        let (publisher, live) = live::channel(&self.name, binding.clone(), changed_at);
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn((self.loader.start)(live, shutdown_signal(stop_rx)));
-        Some(Controller {
-            publisher,
-            stop,
-            task,
-        })
     }
 
     /// Writes the binding's status for `state` when it says something new,

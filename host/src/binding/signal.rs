@@ -1,12 +1,7 @@
-//! Stop signals, and how a binding's controller is started.
-
-use std::sync::Arc;
-
+//! Stop signals shared by the tasks of a binding.
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::sync::watch;
-
-use super::live::LiveBinding;
 
 /// A stop signal every task can hold a copy of.
 pub type Shutdown = Shared<BoxFuture<'static, ()>>;
@@ -19,7 +14,3 @@ pub fn shutdown_signal(mut rx: watch::Receiver<bool>) -> Shutdown {
     .boxed()
     .shared()
 }
-
-/// Runs the controller of a binding until the signal fires.
-pub type StartController =
-    Arc<dyn Fn(LiveBinding, Shutdown) -> BoxFuture<'static, ()> + Send + Sync>;

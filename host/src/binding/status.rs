@@ -8,6 +8,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use super::bound::BoundPlugin;
+use super::controller::ControllerStartError;
 use super::load::BindingError;
 use crate::crd::{ReconcilerPlugin, ReconcilerPluginStatus};
 use crate::runtime::PluginDigest;
@@ -28,7 +29,18 @@ pub enum BindingState<'a> {
         /// The refused component's digest, when its bytes could be read.
         digest: Option<&'a PluginDigest>,
     },
+    /// This version is loaded and is what the binding points at, but its
+    /// controller could not start; it is started again until it can.
+    NotStarted {
+        /// The version loaded (it serves admission).
+        serving: &'a BoundPlugin,
+        /// Why its controller could not start.
+        error: &'a ControllerStartError,
+    },
 }
+
+/// The `Ready` reason of a binding whose controller could not start.
+pub const CONTROLLER_NOT_STARTED: &str = "ControllerNotStarted";
 
 /// The status that reports `state`, keeping the transition times of
 /// unchanged conditions from `previous`.
@@ -38,18 +50,21 @@ pub fn status_for(
     state: BindingState<'_>,
 ) -> ReconcilerPluginStatus {
     let generation = binding.metadata.generation;
-    let (serving, refused) = match state {
-        BindingState::Serving(serving) => (Some(serving), None),
+    let (serving, refused, not_started) = match state {
+        BindingState::Serving(serving) => (Some(serving), None, None),
         BindingState::Refused {
             serving,
             error,
             digest,
-        } => (serving, Some((error, digest))),
+        } => (serving, Some((error, digest)), None),
+        BindingState::NotStarted { serving, error } => (Some(serving), None, Some(error)),
     };
     let mut status = ReconcilerPluginStatus {
         observed_generation: generation,
         rejected_digest: refused.and_then(|(_, d)| d.map(ToString::to_string)),
-        last_error: refused.map(|(e, _)| e.to_string()),
+        last_error: refused
+            .map(|(e, _)| e.to_string())
+            .or_else(|| not_started.map(ToString::to_string)),
         ..ReconcilerPluginStatus::default()
     };
     let serving_message = serving.map(|s| {
@@ -77,12 +92,21 @@ pub fn status_for(
             generation,
         )
     };
-    let (loaded, ready) = match (serving_message, refused) {
-        (Some(message), None) => (
+    let (loaded, ready) = match (serving_message, refused, not_started) {
+        (Some(message), None, Some(error)) => (
+            condition("Loaded", true, "Loaded", message.clone()),
+            condition(
+                READY,
+                false,
+                CONTROLLER_NOT_STARTED,
+                format!("{message}, but its controller could not start: {error}"),
+            ),
+        ),
+        (Some(message), None, None) => (
             condition("Loaded", true, "Loaded", message.clone()),
             condition(READY, true, "Serving", message),
         ),
-        (Some(message), Some((error, _))) => (
+        (Some(message), Some((error, _)), _) => (
             condition(
                 "Loaded",
                 false,
@@ -94,11 +118,11 @@ pub fn status_for(
             ),
             condition(READY, true, "Serving", message),
         ),
-        (None, Some((error, _))) => (
+        (None, Some((error, _)), _) => (
             condition("Loaded", false, error.reason(), error.to_string()),
             condition(READY, false, error.reason(), error.to_string()),
         ),
-        (None, None) => unreachable!("BindingState::Serving always has a version"),
+        (None, None, _) => unreachable!("BindingState::Serving always has a version"),
     };
     status.conditions = vec![loaded, ready];
     status

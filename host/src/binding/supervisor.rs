@@ -16,9 +16,10 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::controller::StartController;
 use super::follow::{Followed, Loader};
 use super::in_service::InService;
-use super::signal::{Shutdown, StartController, shutdown_signal};
+use super::signal::{Shutdown, shutdown_signal};
 use crate::crd::ReconcilerPlugin;
 use crate::events::EventRecorder;
 use crate::metrics::Metrics;

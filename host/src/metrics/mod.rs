@@ -58,6 +58,7 @@ pub struct Metrics {
     queue_depth: Family<BindingLabels, Gauge>,
     plugin_swaps: Family<BindingLabels, Counter>,
     plugin_rejections: Family<ReasonLabels, Counter>,
+    controller_start_failures: Family<ErrorLabels, Counter>,
     plugin_swap_latency: HistogramFamily<BindingLabels>,
     plugin_load_duration: HistogramFamily<LoadLabels>,
     writes: Family<VerbLabels, Counter>,
@@ -137,6 +138,12 @@ impl Metrics {
             "Plugin versions refused at load, by binding and reason; the previous version stays",
             plugin_rejections.clone(),
         );
+        let controller_start_failures = Family::default();
+        registry.register(
+            "controller_start_failures",
+            "Binding controllers that could not start, by binding, kind and reason (KindNotServed, Forbidden, DiscoveryFailed, Ended); each is started again",
+            controller_start_failures.clone(),
+        );
         let plugin_swap_latency: HistogramFamily<_> =
             Family::new_with_constructor(lifecycle_histogram);
         registry.register_with_unit(
@@ -183,6 +190,7 @@ impl Metrics {
             queue_depth,
             plugin_swaps,
             plugin_rejections,
+            controller_start_failures,
             plugin_swap_latency,
             plugin_load_duration,
             writes,
@@ -340,6 +348,25 @@ impl Metrics {
         self.plugin_rejections
             .get_or_create(&ReasonLabels {
                 binding: who.clone(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Counts a binding's controller that could not start because of
+    /// `kind` (`apiVersion/kind`, one the plugin declares), for a bounded
+    /// `reason` such as
+    /// [`ControllerStartError::reason`](crate::binding::ControllerStartError::reason).
+    pub fn record_controller_start_failure(
+        &self,
+        who: &BindingLabels,
+        kind: &str,
+        reason: &'static str,
+    ) {
+        self.controller_start_failures
+            .get_or_create(&ErrorLabels {
+                binding: who.clone(),
+                kind: kind.to_owned(),
                 reason,
             })
             .inc();

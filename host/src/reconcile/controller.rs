@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
@@ -20,31 +20,32 @@ use tokio::time::Instant;
 use super::budget::EventBudget;
 use super::cache::{KindCache, ReadCaches, WrittenObjects, slim};
 use super::context::{ChildKind, Context, ServedKind, Settings};
-use super::error::{ReconcileError, kube_error};
+use super::error::ReconcileError;
 use super::pipeline;
 use super::queue::Queue;
 use super::versions::Versions;
-use crate::binding::LiveBinding;
+use crate::binding::{ControllerStartError, LiveBinding, StartReport};
 use crate::events::EventRecorder;
+use crate::grants::Grants;
 use crate::metrics::{BindingLabels, Metrics};
 use crate::postgres::ServerDirectory;
-use crate::vocabulary::OWNER_UID_LABEL;
+use crate::vocabulary::{OWNER_UID_LABEL, ObjectKind};
 
 /// How long a controller's caches may take to sync before it says which
 /// ones it still waits for (and again every as long).
 const SLOW_SYNC: Duration = Duration::from_secs(5);
 
 /// Runs the controller of one binding until `shutdown` resolves;
-/// reconciles in flight then finish. Versions published on the binding's
+/// reconciles in flight then finish. It says through `report` whether it
+/// started, before it reconciles anything: it cannot when a kind of the
+/// plugin is not served or its target kind cannot be listed (it then
+/// ends, and its binding starts it again later). Versions published on the binding's
 /// [`BindingPublisher`](crate::binding::BindingPublisher) are swapped in as
 /// they come, and every object is then reconciled again.
 ///
 /// While the version in service only admits (an admission-only plugin),
 /// no controller runs and no kind is watched: `run` waits until `shutdown`,
 /// or until a version that reconciles is published, and starts with that.
-///
-/// # Errors
-/// When the plugin's kinds are not served by the API server.
 pub async fn run(
     client: Client,
     live: LiveBinding,
@@ -52,31 +53,38 @@ pub async fn run(
     metrics: Arc<Metrics>,
     servers: Arc<ServerDirectory>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) -> Result<(), ReconcileError> {
+    report: StartReport,
+) {
     let mut shutdown = Box::pin(shutdown);
     let Some((mut live, _forwarding)) = until_it_reconciles(live, &mut shutdown).await else {
-        return Ok(());
+        return;
     };
     let first = live.current();
     let plugin = first.binding.clone();
     let description = plugin.plugin.description().clone();
     let labels = BindingLabels::new(live.name(), &description.name);
-    let target = ServedKind::discover(&client, &description.target)
-        .await
-        .map_err(kube_error("discovering the target kind"))?;
+    let grants = &plugin.grants;
+    let (target, served) = match discover(&client, &description.target, grants).await {
+        // What follows cannot fail: the controller has started.
+        Ok(kinds) => {
+            report.started();
+            kinds
+        }
+        Err(error) => {
+            tracing::error!(binding = %labels.binding, %error, "controller could not start");
+            report.failed(error);
+            return;
+        }
+    };
     // One watch cache per kind the plugin writes or reads: the children of
     // a kind it also reads are served from the cache of all its objects.
-    let grants = &plugin.grants;
     let mut children = Vec::new();
     let mut child_streams = Vec::new();
     let mut read_caches = HashMap::new();
     let mut read_streams = Vec::new();
     let mut syncing = Vec::new();
-    for kind in grants.child_kinds.union(&grants.read_kinds) {
-        let served = ServedKind::discover(&client, kind)
-            .await
-            .map_err(kube_error("discovering a kind the plugin writes or reads"))?;
-        let reads = grants.may_read(kind);
+    for (kind, served) in served {
+        let reads = grants.may_read(&kind);
         let (cache, stream) = KindCache::watch(
             &client,
             &served.resource,
@@ -88,7 +96,7 @@ pub async fn run(
         if reads {
             read_caches.insert(kind.clone(), cache.clone());
         }
-        if grants.may_own(kind) {
+        if grants.may_own(&kind) {
             child_streams.push((stream, served.resource.clone()));
             children.push(ChildKind { served, cache });
         } else {
@@ -219,7 +227,33 @@ pub async fn run(
     depth.abort();
     sync.abort();
     tracing::info!(binding = %description.name, "controller stopped");
-    Ok(())
+}
+
+/// Discovers the kind `target` the plugin reconciles, checks that its
+/// objects can be listed, and discovers every kind its `grants` let it
+/// write or read: all a controller needs before it can start.
+async fn discover(
+    client: &Client,
+    target: &ObjectKind,
+    grants: &Grants,
+) -> Result<(ServedKind, Vec<(ObjectKind, ServedKind)>), ControllerStartError> {
+    let served = ServedKind::discover(client, target)
+        .await
+        .map_err(|e| ControllerStartError::new(target, e))?;
+    // Served but not listable (RBAC) would leave the watch retrying in
+    // silence: say so now instead.
+    Api::<DynamicObject>::all_with(client.clone(), &served.resource)
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+        .map_err(|e| ControllerStartError::new(target, e))?;
+    let mut kinds = Vec::new();
+    for kind in grants.child_kinds.union(&grants.read_kinds) {
+        let found = ServedKind::discover(client, kind)
+            .await
+            .map_err(|e| ControllerStartError::new(kind, e))?;
+        kinds.push((kind.clone(), found));
+    }
+    Ok((served, kinds))
 }
 
 /// Returns `live` at once when its version in service reconciles. When it

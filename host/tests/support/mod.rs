@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod fixtures;
 pub mod pg_cluster;
 pub mod postgres;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -18,6 +18,7 @@ use crate::gc::Propagation;
 use crate::openapi;
 use crate::patch::PatchKind;
 use crate::query::Query;
+use crate::registry::ResourceType;
 use crate::render::{self, Format};
 use crate::server::Api;
 use crate::writes::{self, Change, DeleteOptions, Target, WriteOptions};
@@ -217,11 +218,12 @@ impl Req<'_> {
         Format::negotiate(self.header(header::ACCEPT), self.query.get("includeObject"))
     }
 
-    /// The body as JSON (or YAML); 415 for protobuf.
+    /// The body as JSON (or YAML, or protobuf for the kinds kubectl creates; 415 for
+    /// other kinds in protobuf).
     pub fn json_body(&self) -> Result<Value, ApiError> {
         let content_type = self.header(header::CONTENT_TYPE);
         if content_type.contains("protobuf") {
-            return Err(ApiError::unsupported_media_type(content_type));
+            return crate::protobuf::decode(&self.body, content_type);
         }
         if self.body.is_empty() {
             return Ok(Value::Null);
@@ -233,6 +235,13 @@ impl Req<'_> {
                 ApiError::bad_request(format!("failed to decode the request body: {json_error}"))
             })
         })
+    }
+
+    /// The body of a write of `rt`, checked as its `fieldValidation` directive asks.
+    pub fn object_body(&self, rt: &ResourceType) -> Result<Value, ApiError> {
+        let body = self.json_body()?;
+        crate::field_validation::check(rt, &body, self.query.get("fieldValidation"))?;
+        Ok(body)
     }
 
     /// Write options from the query and User-Agent.
@@ -376,9 +385,13 @@ async fn resource(
             Method::GET if request.query.flag("watch") => watch(api, request, &target),
             Method::GET => list(api, request, &target),
             Method::POST => {
-                let created =
-                    writes::create(api, &target, request.json_body()?, &request.write_options())
-                        .await?;
+                let created = writes::create(
+                    api,
+                    &target,
+                    request.object_body(&rt)?,
+                    &request.write_options(),
+                )
+                .await?;
                 Ok(Reply::Json(
                     StatusCode::CREATED,
                     render::object(&rt, &created, Format::Full),
@@ -399,7 +412,7 @@ async fn resource(
             ))
         }
         Method::PUT => {
-            let change = Change::Replace(request.json_body()?);
+            let change = Change::Replace(request.object_body(&rt)?);
             let (object, _) =
                 writes::update(api, &target, &change, &request.write_options()).await?;
             Ok(Reply::Json(
@@ -411,7 +424,7 @@ async fn resource(
             let content_type = request.header(header::CONTENT_TYPE);
             let kind = PatchKind::from_content_type(content_type)
                 .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
-            let body = request.json_body()?;
+            let body = request.object_body(&rt)?;
             let change = if kind == PatchKind::Apply {
                 Change::Apply(body)
             } else {

@@ -133,13 +133,26 @@ fn resource_paths(rt: &ResourceType, gvk: &Value, name: &str) -> Vec<(String, Va
             "responses": { "200": { "description": "OK", "content": { JSON: { "schema": reference(name) } } } },
         })
     };
-    let collection = json!({ "get": operation("list"), "post": operation("post") });
+    // Writes take the query parameters the real server lists; kubectl looks for
+    // `fieldValidation` on PATCH to validate on the server (else it wants /openapi/v2).
+    let write = |action: &str| {
+        let mut op = operation(action);
+        let mut names = vec!["dryRun", "fieldManager", "fieldValidation"];
+        if action == "patch" {
+            names.push("force");
+        }
+        op["parameters"] = names
+            .into_iter()
+            .map(|name| json!({ "name": name, "in": "query", "schema": { "type": "string", "uniqueItems": true } }))
+            .collect();
+        op
+    };
+    let collection = json!({ "get": operation("list"), "post": write("post") });
     let item = json!({
-        "get": operation("get"), "put": operation("put"),
-        "patch": operation("patch"), "delete": operation("delete"),
+        "get": operation("get"), "put": write("put"),
+        "patch": write("patch"), "delete": operation("delete"),
     });
-    let status =
-        json!({ "get": operation("get"), "put": operation("put"), "patch": operation("patch") });
+    let status = json!({ "get": operation("get"), "put": write("put"), "patch": write("patch") });
     let scoped = if rt.namespaced {
         format!("{prefix}/namespaces/{{namespace}}/{}", rt.plural)
     } else {

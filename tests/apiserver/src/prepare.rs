@@ -93,6 +93,16 @@ fn normalize_builtin(target: &Target, old: Option<&Value>, new: &mut Value) {
     }
     match (rt.group.as_str(), rt.plural.as_str()) {
         ("", "secrets") => {
+            // As the real defaulting does: an empty or missing type is Opaque (kubectl's
+            // `create secret generic` sends `type: ""` in protobuf).
+            if new
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
+                new["type"] = json!("Opaque");
+            }
             if let Some(Value::Object(string_data)) =
                 new.as_object_mut().and_then(|m| m.remove("stringData"))
             {

@@ -88,6 +88,64 @@ pub fn prune(value: &mut Value, schema: &Value, root: bool) {
     }
 }
 
+/// The fields [`prune`] would drop, as dotted paths (`spec.colour`), for
+/// `fieldValidation=Strict`.
+pub fn unknown_fields(value: &Value, schema: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    collect_unknown(value, schema, true, "", &mut found);
+    found
+}
+
+fn collect_unknown(value: &Value, schema: &Value, root: bool, path: &str, found: &mut Vec<String>) {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            let embedded = root
+                || schema
+                    .get("x-kubernetes-embedded-resource")
+                    .and_then(Value::as_bool)
+                    == Some(true);
+            let additional = schema.get("additionalProperties");
+            if let Some(additional) = additional.filter(|a| a.is_object()) {
+                for (k, child) in map {
+                    collect_unknown(child, additional, false, &join(k), found);
+                }
+                return;
+            }
+            if preserves_unknown(schema) || additional.and_then(Value::as_bool) == Some(true) {
+                return;
+            }
+            let empty = Map::new();
+            let props = schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .unwrap_or(&empty);
+            for (k, child) in map {
+                match props.get(k) {
+                    Some(prop) => collect_unknown(child, prop, false, &join(k), found),
+                    None if embedded
+                        && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") => {}
+                    None => found.push(join(k)),
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    collect_unknown(item, item_schema, false, &format!("{path}[{i}]"), found);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Checks a value against the schema. Returns `(field path, message)` per violation.
 pub fn validate(value: &Value, schema: &Value) -> Vec<(String, String)> {
     let mut errors = Vec::new();

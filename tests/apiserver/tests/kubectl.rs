@@ -120,13 +120,8 @@ fn words(line: &str) -> Vec<&str> {
 }
 
 async fn seed_database(k: &Kubectl) {
-    k.run(&[
-        "apply",
-        "--validate=false",
-        "-f",
-        "plugins/postgres/examples/database.yaml",
-    ])
-    .await;
+    k.run(&["apply", "-f", "plugins/postgres/examples/database.yaml"])
+        .await;
     let ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("systems.mikemiller.tech", "v1alpha1", "Database"),
         "databases",
@@ -565,13 +560,8 @@ fn databases(k: &Kubectl) -> Api<DynamicObject> {
 #[tokio::test]
 async fn kubectl_wait_returns_once_a_condition_or_a_jsonpath_holds() {
     let k = Kubectl::start().await;
-    k.run(&[
-        "apply",
-        "--validate=false",
-        "-f",
-        "plugins/postgres/examples/database.yaml",
-    ])
-    .await;
+    k.run(&["apply", "-f", "plugins/postgres/examples/database.yaml"])
+        .await;
     let dbs = databases(&k);
     let ready = json!({ "status": { "conditions": [
         { "type": "Ready", "status": "True", "reason": "Reconciled", "lastTransitionTime": "2025-01-01T00:00:00Z", "message": "" },
@@ -633,13 +623,8 @@ async fn kubectl_wait_returns_once_a_condition_or_a_jsonpath_holds() {
 #[tokio::test]
 async fn kubectl_wait_for_delete_returns_once_the_last_finalizer_is_gone() {
     let k = Kubectl::start().await;
-    k.run(&[
-        "apply",
-        "--validate=false",
-        "-f",
-        "plugins/postgres/examples/database.yaml",
-    ])
-    .await;
+    k.run(&["apply", "-f", "plugins/postgres/examples/database.yaml"])
+        .await;
     let dbs = databases(&k);
     let finalizer = json!({ "metadata": { "finalizers": ["systems.mikemiller.tech/cleanup"] } });
     dbs.patch("foo-db", &PatchParams::default(), &Patch::Merge(finalizer))
@@ -673,6 +658,114 @@ async fn kubectl_wait_for_delete_returns_once_the_last_finalizer_is_gone() {
         "database.systems.mikemiller.tech/foo-db condition met"
     );
     assert!(dbs.get_opt("foo-db").await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn kubectl_create_sends_built_in_kinds_as_protobuf_and_they_are_stored() {
+    let k = Kubectl::start().await;
+    let out = k.output(&["create", "namespace", "x", "-v=8"]).await;
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    // kubectl's typed clients send protobuf, and do not retry as JSON after a 415.
+    assert!(
+        log.contains("Content-Type: application/vnd.kubernetes.protobuf"),
+        "{log}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "namespace/x created"
+    );
+    k.run(&[
+        "create",
+        "secret",
+        "generic",
+        "s",
+        "--from-literal=a=b",
+        "-n",
+        "x",
+    ])
+    .await;
+    k.run(&[
+        "create",
+        "configmap",
+        "c",
+        "--from-literal=a=b",
+        "--from-literal=greeting=héllo wörld",
+        "-n",
+        "x",
+    ])
+    .await;
+
+    let client = k.server.client();
+    let namespace = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .get("x")
+        .await
+        .expect("namespace stored");
+    assert!(namespace.metadata.uid.is_some());
+    let secret = Api::<Secret>::namespaced(client.clone(), "x")
+        .get("s")
+        .await
+        .expect("secret stored");
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+    let data = secret.data.expect("secret data");
+    assert_eq!(data.len(), 1);
+    assert_eq!(data["a"].0, b"b");
+    let config_map = Api::<ConfigMap>::namespaced(client, "x")
+        .get("c")
+        .await
+        .expect("configmap stored");
+    let data = config_map.data.expect("configmap data");
+    assert_eq!(data.len(), 2);
+    assert_eq!(
+        (data["a"].as_str(), data["greeting"].as_str()),
+        ("b", "héllo wörld")
+    );
+    let out = k.run(&["get", "secret,configmap", "-n", "x"]).await;
+    assert!(
+        out.contains("secret/s") && out.contains("configmap/c"),
+        "{out}"
+    );
+    // A second create is refused as by a real server.
+    let err = k.fail(&["create", "namespace", "x"]).await;
+    assert!(err.contains("namespaces \"x\" already exists"), "{err}");
+}
+
+#[tokio::test]
+async fn kubectl_apply_validates_without_a_flag() {
+    let k = Kubectl::start().await;
+    let out = k
+        .run(&["apply", "-f", "plugins/postgres/examples/database.yaml"])
+        .await;
+    assert!(
+        out.contains("namespace/infra created")
+            && out.contains("database.systems.mikemiller.tech/foo-db created"),
+        "{out}"
+    );
+    let db = databases(&k).get("foo-db").await.expect("database stored");
+    assert_eq!(db.data["spec"]["credentials"]["username"], "foo");
+    // Applied again: unchanged.
+    let out = k
+        .run(&["apply", "-f", "plugins/postgres/examples/database.yaml"])
+        .await;
+    assert!(
+        out.contains("database.systems.mikemiller.tech/foo-db unchanged"),
+        "{out}"
+    );
+    // Validated on the server (fieldValidation=Strict): an undeclared field is refused.
+    let manifest = k._dir.0.join("typo.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: systems.mikemiller.tech/v1alpha1\nkind: Database\nmetadata:\n  name: typo\n  namespace: infra\nspec:\n  credentials:\n    username: t\n  colour: red\n",
+    )
+    .expect("manifest");
+    let err = k
+        .fail(&["apply", "-f", manifest.to_str().expect("UTF-8")])
+        .await;
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.colour\""),
+        "{err}"
+    );
+    assert!(databases(&k).get_opt("typo").await.expect("get").is_none());
 }
 
 #[tokio::test]

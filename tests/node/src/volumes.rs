@@ -1,6 +1,7 @@
 //! Storage: the node's `StorageClass`, a provisioner that binds every claim of that class
 //! (or of none: the class is the default) to a directory under the work directory, and
-//! the Pod-side volumes (claims, Secrets, ConfigMaps, `emptyDir`) as host paths to bind.
+//! the Pod-side volumes (claims, Secrets, ConfigMaps, projected, `emptyDir`) as host paths
+//! to bind.
 //!
 //! Backing directories are made `0777`, as the local-path and host-path provisioners do, so
 //! a non-root container can create its data directory in a fresh volume.
@@ -11,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{
+    KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, ProjectedVolumeSource,
+};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -337,6 +340,12 @@ pub(crate) async fn prepare(
                 path: dir,
                 read_only: true,
             }
+        } else if let Some(projected) = &volume.projected {
+            project(shared, pod, namespace, projected, &dir).await?;
+            HostVolume {
+                path: dir,
+                read_only: true,
+            }
         } else if volume.empty_dir.is_some() {
             make_world_writable_dir(&dir).map_err(|e| e.to_string())?;
             HostVolume {
@@ -345,14 +354,79 @@ pub(crate) async fn prepare(
             }
         } else {
             return Err(format!(
-                "volume {:?}: only persistentVolumeClaim, secret, configMap and emptyDir \
-                 volumes are supported by the test node",
+                "volume {:?}: only persistentVolumeClaim, secret, configMap, projected and \
+                 emptyDir volumes are supported by the test node",
                 volume.name
             ));
         };
         out.insert(volume.name.clone(), host);
     }
     Ok(out)
+}
+
+/// Writes a projected volume: every source's files into one directory, as the kubelet does
+/// (a missing non-optional Secret or ConfigMap fails the Pod's start). Service account
+/// tokens and cluster trust bundles are not projected: nothing here issues them.
+async fn project(
+    shared: &Shared,
+    pod: &Pod,
+    namespace: &str,
+    projected: &ProjectedVolumeSource,
+    dir: &Path,
+) -> Result<(), String> {
+    let default_mode = projected.default_mode.unwrap_or(0o644);
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let keys = |items: &Option<Vec<KeyToPath>>| {
+        items.as_ref().map(|items| {
+            items
+                .iter()
+                .map(|i| (i.key.clone(), i.path.clone(), i.mode))
+                .collect()
+        })
+    };
+    for source in projected.sources.iter().flatten() {
+        if let Some(secret) = &source.secret {
+            let data = env::secret_data(
+                &shared.client,
+                namespace,
+                &secret.name,
+                secret.optional.unwrap_or(false),
+            )
+            .await?;
+            write_files(dir, &data, keys(&secret.items), default_mode)
+                .map_err(|e| e.to_string())?;
+        } else if let Some(cm) = &source.config_map {
+            let data = env::config_map(
+                &shared.client,
+                namespace,
+                &cm.name,
+                cm.optional.unwrap_or(false),
+            )
+            .await?;
+            write_files(dir, &data, keys(&cm.items), default_mode).map_err(|e| e.to_string())?;
+        } else if let Some(downward) = &source.downward_api {
+            let mut data = BTreeMap::new();
+            let mut items = Vec::new();
+            for item in downward.items.iter().flatten() {
+                let Some(field) = &item.field_ref else {
+                    return Err(format!(
+                        "downwardAPI item {:?}: only fieldRef is supported by the test node",
+                        item.path
+                    ));
+                };
+                data.insert(item.path.clone(), env::field_path(pod, &field.field_path)?);
+                items.push((item.path.clone(), item.path.clone(), item.mode));
+            }
+            write_files(dir, &data, Some(items), default_mode).map_err(|e| e.to_string())?;
+        } else {
+            return Err(
+                "projected volume source: only secret, configMap and downwardAPI are supported by \
+                 the test node"
+                    .to_owned(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Writes the keys of a Secret or ConfigMap volume (all, or the `items` chosen: key, path,

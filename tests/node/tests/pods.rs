@@ -506,3 +506,69 @@ async fn http_get_probes_follow_the_status_code_a_server_answers() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn a_projected_volume_gathers_secret_config_map_and_downward_api_files() {
+    let cluster = Cluster::start("pod-projected").await;
+    cluster
+        .create::<Secret>(json!({"metadata": {"name": "creds"}, "stringData": {"password": "s3cret", "user": "app"}}))
+        .await;
+    cluster
+        .create::<ConfigMap>(
+            json!({"metadata": {"name": "settings"}, "data": {"greeting": "hello"}}),
+        )
+        .await;
+    let report = concat!(
+        "cd /binding && echo \"$(cat user):$(cat pass):$(cat greeting):$(cat name):$(ls | tr '\\n' ,)\"; ",
+        "touch /binding/x 2>/dev/null && echo ro=no || echo ro=yes; exec sleep 600",
+    );
+    cluster
+        .create::<Pod>(json!({
+            "metadata": {"name": "projected"},
+            "spec": {
+                "volumes": [{"name": "binding", "projected": {"sources": [
+                    {"secret": {"name": "creds", "items": [{"key": "password", "path": "pass"}, {"key": "user", "path": "user"}]}},
+                    {"configMap": {"name": "settings"}},
+                    {"downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+                ]}}],
+                "containers": [{
+                    "name": "main", "image": image(),
+                    "command": ["sh", "-c", report],
+                    "volumeMounts": [{"name": "binding", "mountPath": "/binding", "readOnly": true}],
+                }],
+            },
+        }))
+        .await;
+    let log = eventually(
+        "the projected files reported",
+        Duration::from_secs(30),
+        || async {
+            let log = cluster.node.container_log("default", "projected", "main");
+            log.contains("ro=").then_some(log)
+        },
+    )
+    .await;
+    assert!(
+        log.contains("app:s3cret:hello:projected:greeting,name,pass,user,"),
+        "{log}"
+    );
+    assert!(log.contains("ro=yes"), "{log}");
+
+    // A projected Secret that does not exist keeps the Pod from starting.
+    cluster
+        .create::<Pod>(json!({
+            "metadata": {"name": "missing"},
+            "spec": {
+                "volumes": [{"name": "binding", "projected": {"sources": [{"secret": {"name": "absent"}}]}}],
+                "containers": [{"name": "main", "image": image(), "command": ["sleep", "600"],
+                                "volumeMounts": [{"name": "binding", "mountPath": "/binding"}]}],
+            },
+        }))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pod: Pod = cluster.pods().get("missing").await.unwrap();
+    assert!(
+        container_state(&pod, "main").is_none_or(|c| c.state.as_ref().unwrap().running.is_none()),
+        "a container started without its projected Secret"
+    );
+}

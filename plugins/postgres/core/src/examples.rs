@@ -95,13 +95,16 @@ fn kinds(value: &Value) -> Vec<GroupVersionKind> {
 #[test]
 fn example_bindings_grant_exactly_what_each_plugin_asks_for() {
     let bindings = of_kind("ReconcilerPlugin");
-    let infos: [PluginInfo; 3] = [
-        PostgresServerPlugin::describe(),
-        DatabasePlugin::describe(),
-        DatabaseUserPlugin::describe(),
+    // Each plugin, and whether it talks to servers (the injector only
+    // admits: it reads objects and never connects).
+    let infos: [(PluginInfo, bool); 4] = [
+        (PostgresServerPlugin::describe(), true),
+        (DatabasePlugin::describe(), true),
+        (DatabaseUserPlugin::describe(), true),
+        (CredentialsInjectorPlugin::describe(), false),
     ];
     assert_eq!(bindings.len(), infos.len());
-    for info in infos {
+    for (info, uses_servers) in infos {
         let binding = bindings
             .iter()
             .find(|b| b["metadata"]["name"] == info.name.as_str())
@@ -118,7 +121,12 @@ fn example_bindings_grant_exactly_what_each_plugin_asks_for() {
             "{}",
             info.name
         );
-        assert!(grants["servers"].as_array().is_some_and(|s| !s.is_empty()));
+        assert_eq!(
+            grants["servers"].as_array().is_some_and(|s| !s.is_empty()),
+            uses_servers,
+            "{}: servers granted",
+            info.name
+        );
         let source = &binding["spec"]["source"]["configMap"];
         assert_eq!(
             source["name"].as_str(),
