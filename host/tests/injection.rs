@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use support::cluster::{Cluster, eventually, metric, scrape};
 use support::{fixtures, pg_cluster};
@@ -42,30 +42,6 @@ async fn bind_injector(client: &Client) {
         ]}))
         .create(client)
         .await;
-}
-
-/// Waits until the API server has the webhook configurations of `binding`.
-async fn registered(client: &Client, binding: &str) {
-    for (plural, kind) in [
-        (
-            "validatingwebhookconfigurations",
-            "ValidatingWebhookConfiguration",
-        ),
-        (
-            "mutatingwebhookconfigurations",
-            "MutatingWebhookConfiguration",
-        ),
-    ] {
-        let resource = kube::core::ApiResource::from_gvk_with_plural(
-            &kube::core::GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind),
-            plural,
-        );
-        let configurations: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        eventually(&format!("{kind} {binding}"), WAIT, || async {
-            configurations.get_opt(binding).await.ok()?.map(|_| ())
-        })
-        .await;
-    }
 }
 
 /// A Pod of `postgres:15` that prints who it is connected as, through the
@@ -118,7 +94,7 @@ async fn start(pg: &PgServer) -> (Cluster, support::cluster::Operator, String) {
     bind_injector(&client).await;
     let operator = cluster.start_operator(&["--leader-election=false", "--resync-seconds", "2"]);
     let metrics = operator.http.clone();
-    registered(&client, "postgres-inject").await;
+    pg_cluster::webhooks_registered(&client, "postgres-inject", WAIT).await;
     (cluster, operator, metrics)
 }
 

@@ -160,27 +160,8 @@ async fn start(pg: &PgServer, name: &str) -> (Cluster, Operator) {
     // Every step runs with the plugins' webhooks in place, as on a cluster
     // once the operator is up: registration is asynchronous, and a step
     // racing it would see a denial one run and a condition the next.
-    for (plural, kind) in [
-        (
-            "validatingwebhookconfigurations",
-            "ValidatingWebhookConfiguration",
-        ),
-        (
-            "mutatingwebhookconfigurations",
-            "MutatingWebhookConfiguration",
-        ),
-    ] {
-        let resource = kube::core::ApiResource::from_gvk_with_plural(
-            &kube::core::GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind),
-            plural,
-        );
-        let configurations: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        for binding in ["postgres-database", "postgres-user"] {
-            eventually(&format!("{kind} {binding}"), WAIT, || async {
-                configurations.get_opt(binding).await.ok()?.map(|_| ())
-            })
-            .await;
-        }
+    for binding in ["postgres-database", "postgres-user"] {
+        pg_cluster::webhooks_registered(&client, binding, WAIT).await;
     }
     (cluster, operator)
 }

@@ -140,3 +140,28 @@ pub async fn wait_ready(
     )
     .await
 }
+
+/// Waits at most `limit` until the API server has both webhook
+/// configurations the operator registers for `binding`.
+pub async fn webhooks_registered(client: &Client, binding: &str, limit: std::time::Duration) {
+    for (plural, kind) in [
+        (
+            "validatingwebhookconfigurations",
+            "ValidatingWebhookConfiguration",
+        ),
+        (
+            "mutatingwebhookconfigurations",
+            "MutatingWebhookConfiguration",
+        ),
+    ] {
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind),
+            plural,
+        );
+        let configurations: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        super::cluster::eventually(&format!("{kind} {binding}"), limit, || async {
+            configurations.get_opt(binding).await.ok()?.map(|_| ())
+        })
+        .await;
+    }
+}

@@ -308,12 +308,7 @@ pub(crate) async fn prepare(
                 secret.optional.unwrap_or(false),
             )
             .await?;
-            let items = secret.items.as_ref().map(|items| {
-                items
-                    .iter()
-                    .map(|i| (i.key.clone(), i.path.clone(), i.mode))
-                    .collect()
-            });
+            let items = key_paths(&secret.items);
             write_files(&dir, &data, items, secret.default_mode.unwrap_or(0o644))
                 .map_err(|e| e.to_string())?;
             HostVolume {
@@ -328,12 +323,7 @@ pub(crate) async fn prepare(
                 cm.optional.unwrap_or(false),
             )
             .await?;
-            let items = cm.items.as_ref().map(|items| {
-                items
-                    .iter()
-                    .map(|i| (i.key.clone(), i.path.clone(), i.mode))
-                    .collect()
-            });
+            let items = key_paths(&cm.items);
             write_files(&dir, &data, items, cm.default_mode.unwrap_or(0o644))
                 .map_err(|e| e.to_string())?;
             HostVolume {
@@ -376,14 +366,6 @@ async fn project(
 ) -> Result<(), String> {
     let default_mode = projected.default_mode.unwrap_or(0o644);
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let keys = |items: &Option<Vec<KeyToPath>>| {
-        items.as_ref().map(|items| {
-            items
-                .iter()
-                .map(|i| (i.key.clone(), i.path.clone(), i.mode))
-                .collect()
-        })
-    };
     for source in projected.sources.iter().flatten() {
         if let Some(secret) = &source.secret {
             let data = env::secret_data(
@@ -393,7 +375,7 @@ async fn project(
                 secret.optional.unwrap_or(false),
             )
             .await?;
-            write_files(dir, &data, keys(&secret.items), default_mode)
+            write_files(dir, &data, key_paths(&secret.items), default_mode)
                 .map_err(|e| e.to_string())?;
         } else if let Some(cm) = &source.config_map {
             let data = env::config_map(
@@ -403,7 +385,8 @@ async fn project(
                 cm.optional.unwrap_or(false),
             )
             .await?;
-            write_files(dir, &data, keys(&cm.items), default_mode).map_err(|e| e.to_string())?;
+            write_files(dir, &data, key_paths(&cm.items), default_mode)
+                .map_err(|e| e.to_string())?;
         } else if let Some(downward) = &source.downward_api {
             let mut data = BTreeMap::new();
             let mut items = Vec::new();
@@ -427,6 +410,16 @@ async fn project(
         }
     }
     Ok(())
+}
+
+/// The `items` of a Secret or ConfigMap source as (key, path, mode).
+fn key_paths(items: &Option<Vec<KeyToPath>>) -> Option<Vec<(String, String, Option<i32>)>> {
+    items.as_ref().map(|items| {
+        items
+            .iter()
+            .map(|i| (i.key.clone(), i.path.clone(), i.mode))
+            .collect()
+    })
 }
 
 /// Writes the keys of a Secret or ConfigMap volume (all, or the `items` chosen: key, path,
