@@ -122,6 +122,16 @@ impl fmt::Display for ServerKey {
     }
 }
 
+/// An object's labels as a label selector matches them.
+pub fn labels_of(object: &kube::api::DynamicObject) -> std::collections::BTreeMap<&str, &str> {
+    use kube::ResourceExt as _;
+    object
+        .labels()
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

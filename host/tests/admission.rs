@@ -454,6 +454,7 @@ async fn databases_are_validated_and_defaulted_at_admission() {
     // No PostgreSQL is needed: admission reads only objects.
     support::pg_cluster::register_server(&client, "db", free_port(), &["infra"]).await;
     support::pg_cluster::bind_plugins(&client, &["postgres-database"], None).await;
+    let kubeconfig = cluster.kubeconfig.clone();
     // The operator registers the Database plugin's webhooks itself.
     let _bed = Bed::serve(cluster, "postgres-database", &["--leader-election=false"]).await;
     let database = |namespace: &str, name: &str, spec: Value| {
@@ -500,6 +501,23 @@ async fn databases_are_validated_and_defaulted_at_admission() {
         );
     }
 
+    // What a user sees: kubectl prints the denial naming the field, and the
+    // stored object carries the defaults.
+    let reserved = database(
+        "infra",
+        "via-kubectl",
+        json!({"credentials": {"username": "postgres"}}),
+    );
+    let denied = kubectl(&kubeconfig, &["apply", "-f", "-"], Some(&reserved)).await;
+    assert!(!denied.status.success(), "{denied:?}");
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        stderr.contains("admission webhook")
+            && stderr.contains("denied the request")
+            && stderr.contains("spec.credentials.username"),
+        "{stderr}"
+    );
+
     let stored = apply_database(
         &client,
         "infra",
@@ -513,6 +531,19 @@ async fn databases_are_validated_and_defaulted_at_admission() {
     .unwrap();
     assert_eq!(stored["spec"]["reclaimPolicy"], "Retain", "{stored}");
     assert_eq!(stored["spec"]["databaseName"], "app", "{stored}");
+    let shown = kubectl(
+        &kubeconfig,
+        &["-n", "infra", "get", "database", "app", "-o", "yaml"],
+        None,
+    )
+    .await;
+    let yaml = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success()
+            && yaml.contains("reclaimPolicy: Retain")
+            && yaml.contains("databaseName: app"),
+        "{shown:?}"
+    );
 
     for (spec, field) in [
         (
@@ -559,6 +590,83 @@ async fn databases_are_validated_and_defaulted_at_admission() {
         ),
         "the server's consent is read through the plugin's kube import: {denied}"
     );
+
+    // The reads come from this replica's watch cache: a change of consent
+    // reaches admission without a restart, both ways.
+    let servers: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "db",
+        &support::pg_cluster::resource("PostgresServer"),
+    );
+    let consent = |allowed: &[&str]| {
+        let patch = json!({"spec": {"allowedNamespaces": allowed}});
+        let servers = servers.clone();
+        async move {
+            servers
+                .patch("main", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    };
+    // A new name per attempt: each one is a create, decided afresh.
+    let attempts = AtomicU64::new(0);
+    let newcomer = || {
+        let name = format!("newcomer-{}", attempts.fetch_add(1, Ordering::Relaxed));
+        database(
+            "elsewhere",
+            &name,
+            json!({"credentials": {"username": name.replace('-', "_")}}),
+        )
+    };
+    consent(&["infra", "elsewhere"]).await;
+    eventually("the new consent seen at admission", LIMIT, || async {
+        apply_database(&client, "elsewhere", newcomer()).await.ok()
+    })
+    .await;
+    consent(&["infra"]).await;
+    let denied = eventually("the withdrawn consent seen at admission", LIMIT, || async {
+        apply_database(&client, "elsewhere", newcomer()).await.err()
+    })
+    .await;
+    assert!(
+        denied.contains("does not allow Databases of namespace"),
+        "{denied}"
+    );
+}
+
+/// Runs the real kubectl against the test API server, `object` (as JSON,
+/// which kubectl reads as YAML) on its standard input.
+async fn kubectl(
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+    object: Option<&Value>,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let cache = kubeconfig.with_file_name("kubectl-cache");
+    let mut command = Command::new("kubectl");
+    command
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let input = object.map(Value::to_string).unwrap_or_default();
+    tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().expect("kubectl runs (it is on PATH in CI)");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("writing kubectl's stdin");
+        child.wait_with_output().expect("kubectl finishes")
+    })
+    .await
+    .expect("joined")
 }
 
 /// What a registered webhook configuration says, read as JSON.

@@ -225,12 +225,27 @@ async fn apply_setup(client: &Client, pg: &PgServer, plugins: &Path) -> anyhow::
     create(client, Some("infra"), server).await?;
     let pg_kind =
         |k: &str| json!({"group": "systems.mikemiller.tech", "version": "v1alpha1", "kind": k});
-    for (name, reads) in [
-        ("postgres-server", vec![]),
-        ("postgres-database", vec![pg_kind("PostgresServer")]),
+    let reconciler = |reads: Vec<Value>| {
+        json!({
+            "read": reads,
+            "children": [{"version": "v1", "kind": "Secret"}],
+            "servers": ["*"],
+        })
+    };
+    for (name, grants) in [
+        ("postgres-server", reconciler(vec![])),
+        (
+            "postgres-database",
+            reconciler(vec![pg_kind("PostgresServer")]),
+        ),
         (
             "postgres-user",
-            vec![pg_kind("PostgresServer"), pg_kind("Database")],
+            reconciler(vec![pg_kind("PostgresServer"), pg_kind("Database")]),
+        ),
+        // Admission only: credentials injected into annotated Pods.
+        (
+            "postgres-inject",
+            json!({"read": [pg_kind("Database"), pg_kind("DatabaseUser")]}),
         ),
     ] {
         let file = plugins.join(format!("{name}-plugin.wasm"));
@@ -238,14 +253,7 @@ async fn apply_setup(client: &Client, pg: &PgServer, plugins: &Path) -> anyhow::
             "apiVersion": "systems.mikemiller.tech/v1alpha1",
             "kind": "ReconcilerPlugin",
             "metadata": {"name": name},
-            "spec": {
-                "source": {"file": file},
-                "grants": {
-                    "read": reads,
-                    "children": [{"version": "v1", "kind": "Secret"}],
-                    "servers": ["*"],
-                },
-            },
+            "spec": {"source": {"file": file}, "grants": grants},
         });
         create(client, None, binding).await?;
     }

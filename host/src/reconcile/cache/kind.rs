@@ -3,7 +3,7 @@
 //! ([`WrittenObjects`]) so a reconcile sees the children it just applied or
 //! deleted even before the watch delivers them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use wasm_operator_sdk::{LabelSelector, SelectorError};
 
 use super::fresh::WrittenObjects;
 use super::slim::slim;
-use crate::vocabulary::{OWNER_UID_LABEL, PLUGIN_LABEL};
+use crate::vocabulary::{OWNER_UID_LABEL, PLUGIN_LABEL, labels_of};
 
 /// How long a controller waits for a cache's first list before it reports
 /// the kind as unavailable.
@@ -209,18 +209,10 @@ impl KindCache {
         };
         let mut found = self
             .store
-            .state_filter(|object| in_namespace(object) && selector.matches(&labels(object)));
+            .state_filter(|object| in_namespace(object) && selector.matches(&labels_of(object)));
         found.sort_by_key(|object| name_of(object));
         Ok(found)
     }
-}
-
-fn labels(object: &DynamicObject) -> BTreeMap<&str, &str> {
-    object
-        .labels()
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect()
 }
 
 /// Children by the uid of their owner (label [`OWNER_UID_LABEL`]), rebuilt
