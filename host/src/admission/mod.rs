@@ -11,12 +11,15 @@
 //! share (CA, renewal).
 //!
 //! Beside the data path, [`registration`] has the leader write each
-//! binding's webhook configurations (rules, failure policy, `caBundle`)
-//! and tells `/readyz` whether they trust the certificate served.
+//! binding's webhook configurations, as [`configuration`] builds them
+//! (rules, failure policy, `caBundle`), and [`readiness`] tells `/readyz`
+//! whether they trust the certificate served.
 
 pub mod answer;
 pub mod certificates;
+pub mod configuration;
 pub mod patch;
+pub mod readiness;
 pub mod reads;
 pub mod registration;
 pub mod review;
@@ -25,7 +28,9 @@ pub mod tls;
 
 pub use answer::Decision;
 pub use certificates::{CertificateConfig, CertificateError, Issued, Keeper};
+pub use configuration::{CaSource, RegistrationConfig};
+pub use readiness::check_in_place;
 pub use reads::ApiReads;
-pub use registration::{CaSource, Registrar, RegistrationConfig, check_in_place};
+pub use registration::Registrar;
 pub use server::{AdmissionState, MAX_BODY_BYTES, serve};
 pub use tls::{ServingCertificate, TlsError};

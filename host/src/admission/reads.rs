@@ -58,9 +58,13 @@ impl ApiReads {
     /// The synced cache of `kind`, starting its watch on first use.
     fn cached(&self, kind: &ObjectKind) -> Option<KindWatch> {
         let mut caches = self.caches.lock().unwrap_or_else(|e| e.into_inner());
-        let watch = caches
-            .entry(kind.clone())
-            .or_insert_with(|| KindWatch::start(&self.client, resource(kind)));
+        // Looked up before `entry`, which would clone the key on every read.
+        let watch = match caches.get(kind) {
+            Some(watch) => watch,
+            None => caches
+                .entry(kind.clone())
+                .or_insert_with(|| KindWatch::start(&self.client, resource(kind))),
+        };
         watch.synced.load(Ordering::Acquire).then(|| watch.clone())
     }
 
